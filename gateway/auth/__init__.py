@@ -1,0 +1,1 @@
+"""Sign-in flow, sign-out, the per-request guard, and identity headers."""

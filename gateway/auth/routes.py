@@ -1,0 +1,185 @@
+"""The gateway's own endpoints under /oauth2/ (see DESIGN.md for the contract)."""
+
+from __future__ import annotations
+
+import contextlib
+from html import escape
+from urllib.parse import quote, urlsplit
+
+from aiohttp import web
+
+from gateway.auth.redirects import safe_return_path
+from gateway.errors import (
+    GatewayError,
+    IdPError,
+    SignInError,
+    TokenEndpointError,
+    TokenValidationError,
+    Unauthenticated,
+)
+from gateway.keys import CONTEXT, run_before_prepare
+from gateway.observability.logging import get_logger
+from gateway.pages import html_page, json_response
+
+log = get_logger(__name__)
+routes = web.RouteTableDef()
+
+
+@routes.get("/oauth2/sign_in")
+async def sign_in(request: web.Request) -> web.StreamResponse:
+    """Start a sign-in and come back to `rd` (same-origin paths only)."""
+    ctx = request.app[CONTEXT]
+    return_to = safe_return_path(request.query.get("rd"), ctx.settings.server.public_url)
+    response = web.Response(status=302, headers={"Cache-Control": "no-store"})
+    response.headers["Location"] = ctx.guard.start_sign_in(response, return_to)
+    ctx.guard.count_redirect()
+    return response
+
+
+@routes.get("/oauth2/callback")
+async def callback(request: web.Request) -> web.StreamResponse:
+    """Finish a sign-in: check state, exchange the code, verify the ID token, start a session."""
+    ctx = request.app[CONTEXT]
+    query = request.query
+    state = query.get("state", "")
+    pending = ctx.pending.recall(request, state) if state else None
+    if "error" in query:
+        ctx.metrics.sign_ins.labels(outcome="idp_error").inc()
+        error = query["error"][:64]
+        log.warning("sign_in_idp_error", error=error,
+                    error_description=query.get("error_description", "")[:200])
+        raise SignInError(error, _authorize_error_hint(error, query.get("error_description")))
+    if pending is None:
+        ctx.metrics.sign_ins.labels(outcome="state_mismatch").inc()
+        raise SignInError("state_mismatch", "This sign-in link is unknown, expired or was already "
+                          "used (the state does not match one this browser started). Start again.")
+    code = query.get("code")
+    if not code:
+        raise SignInError("invalid_request", "The identity provider returned no code.")
+    try:
+        tokens = await ctx.provider.tokens.exchange_code(
+            code=code, redirect_uri=ctx.settings.redirect_uri, code_verifier=pending.code_verifier)
+        session = await ctx.issuer.sign_in(tokens, nonce=pending.nonce)
+    except TokenEndpointError as exc:
+        ctx.metrics.sign_ins.labels(outcome="token_error").inc()
+        raise SignInError(exc.outcome, exc.hint, status=502 if exc.transient else 400) from exc
+    except TokenValidationError as exc:
+        ctx.metrics.sign_ins.labels(outcome="invalid_token").inc()
+        raise SignInError(f"invalid_id_token:{exc.reason}", "The ID token from the identity "
+                          "provider failed verification: " + str(exc)) from exc
+    ctx.metrics.sign_ins.labels(outcome="ok").inc()
+    log.info("signed_in", sub=session.identity.sub)
+    response = web.Response(status=302, headers={"Location": pending.return_to,
+                                                 "Cache-Control": "no-store"})
+    ctx.pending.forget(response, state)
+    old = await ctx.store.load(request)
+    if old is not None:
+        await ctx.store.end(request, response, old)
+    await ctx.store.save(request, response, session)
+    return response
+
+
+@routes.get("/oauth2/sign_out")
+async def sign_out_page(request: web.Request) -> web.StreamResponse:
+    """A confirmation page: sign-out changes state, so it happens only by a same-origin POST."""
+    rd = escape(request.query.get("rd", "/"))
+    body = ('<p>Sign out of this application and of the identity provider?</p>'
+            f'<form method="post" action="/oauth2/sign_out?rd={quote(rd, safe="/")}">'
+            '<button type="submit">Sign out</button></form>')
+    return html_page(200, "Sign out", body)
+
+
+@routes.post("/oauth2/sign_out")
+async def sign_out(request: web.Request) -> web.StreamResponse:
+    """End the session, revoke its refresh token, and end the IdP session."""
+    ctx = request.app[CONTEXT]
+    if not _same_origin(request, ctx.settings.server.public_url):
+        return json_response(403, {"error": "cross_site_sign_out",
+                                   "message": "sign-out must come from this site"})
+    session = await ctx.store.load(request)
+    target = ctx.settings.logout_uri
+    with contextlib.suppress(IdPError):
+        target = ctx.provider.logout_url(id_token=session.id_token if session else None) or target
+    response = web.Response(status=303, headers={"Location": target, "Cache-Control": "no-store"})
+    await ctx.store.end(request, response, session)
+    ctx.metrics.sign_outs.inc()
+    if session is not None and session.refresh_token:
+        try:
+            await ctx.provider.tokens.revoke(session.refresh_token)
+        except GatewayError as exc:
+            log.warning("revoke_failed", detail=str(exc))
+    log.info("signed_out", sub=session.identity.sub if session else None)
+    return response
+
+
+@routes.get("/oauth2/signed_out")
+async def signed_out(_request: web.Request) -> web.StreamResponse:
+    return html_page(200, "Signed out", '<p>You have been signed out.</p>'
+                     '<p><a href="/oauth2/sign_in">Sign in again</a></p>')
+
+
+@routes.get("/oauth2/userinfo")
+async def userinfo(request: web.Request) -> web.StreamResponse:
+    """The signed-in identity as JSON; 401 without a session or bearer token."""
+    principal = await request.app[CONTEXT].guard.principal(request)
+    if principal is None:
+        raise Unauthenticated("sign-in required")
+    ident = principal.identity
+    response = json_response(200, {"sub": ident.sub, "username": ident.username,
+                                   "email": ident.email, "groups": list(ident.groups),
+                                   "expires_at": int(principal.expires_at)})
+    await run_before_prepare(request, response)
+    return response
+
+
+@routes.get("/oauth2/auth")
+async def forward_auth(request: web.Request) -> web.StreamResponse:
+    """Forward-auth (nginx auth_request, Traefik forwardAuth): 202 + identity headers, or 401."""
+    ctx = request.app[CONTEXT]
+    await ctx.guard.check(request)
+    response = web.Response(status=202, headers=ctx.guard.identity_headers(request))
+    await run_before_prepare(request, response)
+    return response
+
+
+@routes.get("/oauth2/jwks.json")
+async def jwks(request: web.Request) -> web.StreamResponse:
+    signer = request.app[CONTEXT].alb
+    return json_response(200, {"keys": [signer.jwk]}, headers={"Cache-Control": "max-age=3600"})
+
+
+@routes.get("/oauth2/public-keys/{kid}")
+async def public_key(request: web.Request) -> web.StreamResponse:
+    signer = request.app[CONTEXT].alb
+    if request.match_info["kid"] != signer.kid:
+        raise web.HTTPNotFound(text="unknown key id")
+    return web.Response(text=signer.public_pem, content_type="application/x-pem-file",
+                        headers={"Cache-Control": "max-age=3600"})
+
+
+def _same_origin(request: web.Request, public_url: str) -> bool:
+    """Refuse cross-site POSTs: browsers send Origin (and Sec-Fetch-Site) on every POST."""
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None and site not in {"same-origin", "none"}:
+        return False
+    origin = request.headers.get("Origin")
+    if origin is None or (origin == "null" and site == "same-origin"):
+        return True
+    expected = urlsplit(public_url)
+    return origin == f"{expected.scheme}://{expected.netloc}"
+
+
+def _authorize_error_hint(error: str, description: str | None) -> str:
+    hints = {
+        "invalid_request": "The authorization request was refused as malformed"
+                           + (f" ({description})" if description else "")
+                           + ". Check cognito.scopes and that PKCE is enabled.",
+        "unauthorized_client": "The app client may not use the authorization code grant: enable "
+                               "'Authorization code grant' on the app client.",
+        "invalid_scope": "A requested scope is not allowed on the app client: compare "
+                         "cognito.scopes with its allowed OAuth scopes.",
+        "access_denied": "The sign-in was cancelled or refused.",
+        "login_required": "The identity provider needs an interactive sign-in.",
+        "server_error": "The identity provider failed; try again.",
+    }
+    return hints.get(error, "The identity provider refused the sign-in.")

@@ -1,0 +1,1 @@
+"""Everything that talks to the identity provider: discovery, JWKS, token client, verification."""

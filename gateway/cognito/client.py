@@ -1,0 +1,148 @@
+"""The token-endpoint client: code exchange, refresh, revocation.
+
+Confidential clients authenticate with HTTP Basic (client_secret_basic); public clients send
+only client_id. Every call is counted in `token_requests_total{grant_type,outcome}` and timed;
+every failure raises TokenEndpointError with a diagnosis and logs one `token_endpoint_error`
+line with the contract's fields. Tokens, codes and secrets are never logged.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from gateway.cognito.diagnosis import OAUTH_ERRORS, diagnose
+from gateway.errors import TokenEndpointError, network_failure_reason
+from gateway.observability.logging import get_logger
+from gateway.observability.metrics import Metrics
+
+log = get_logger(__name__)
+TOKEN_TIMEOUT = aiohttp.ClientTimeout(total=10, connect=3, sock_read=8)
+
+
+@dataclass(frozen=True)
+class TokenResponse:
+    access_token: str
+    expires_in: int
+    id_token: str | None
+    refresh_token: str | None
+
+    @classmethod
+    def from_json(cls, doc: Any) -> TokenResponse | None:
+        """Parse a successful token response; None when it is not one."""
+        if not isinstance(doc, dict) or not isinstance(doc.get("access_token"), str):
+            return None
+        expires_in = doc.get("expires_in", 3600)
+        id_token, refresh_token = doc.get("id_token"), doc.get("refresh_token")
+        if (not isinstance(expires_in, int) or isinstance(expires_in, bool)
+                or not isinstance(id_token, str | None)
+                or not isinstance(refresh_token, str | None)):
+            return None
+        return cls(doc["access_token"], expires_in, id_token, refresh_token)
+
+
+class TokenClient:
+    """Calls the provider's token and revocation endpoints for one app client."""
+
+    def __init__(self, http: aiohttp.ClientSession, *, token_endpoint: str,
+                 revocation_endpoint: str | None, client_id: str, client_secret: str,
+                 metrics: Metrics) -> None:
+        self._http = http
+        self.token_endpoint = token_endpoint
+        self.revocation_endpoint = revocation_endpoint
+        self.client_id = client_id
+        self._secret = client_secret
+        self._metrics = metrics
+
+    async def exchange_code(self, *, code: str, redirect_uri: str,
+                            code_verifier: str | None) -> TokenResponse:
+        """Trade an authorization code for tokens."""
+        form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
+        if code_verifier:
+            form["code_verifier"] = code_verifier
+        return await self._token_call(form)
+
+    async def refresh(self, refresh_token: str) -> TokenResponse:
+        """New tokens from a refresh token (a new refresh token only with rotation)."""
+        return await self._token_call({"grant_type": "refresh_token",
+                                       "refresh_token": refresh_token})
+
+    async def revoke(self, refresh_token: str) -> None:
+        """Revoke a refresh token (and, at Cognito, the tokens issued from it)."""
+        if not self.revocation_endpoint:
+            return
+        status, doc, started, idp_request_id = await self._post(
+            self.revocation_endpoint, {"token": refresh_token}, grant_type="revoke")
+        if status != 200:
+            raise self._failure("revoke", self.revocation_endpoint, status=status, doc=doc,
+                                started=started, idp_request_id=idp_request_id)
+        self._record("revoke", "ok", started)
+
+    async def _token_call(self, form: dict[str, str]) -> TokenResponse:
+        grant_type = form["grant_type"]
+        status, doc, started, idp_request_id = await self._post(
+            self.token_endpoint, form, grant_type=grant_type)
+        tokens = TokenResponse.from_json(doc) if status == 200 else None
+        if tokens is None:
+            raise self._failure(grant_type, self.token_endpoint, status=status, doc=doc,
+                                started=started, idp_request_id=idp_request_id)
+        self._record(grant_type, "ok", started)
+        return tokens
+
+    async def _post(self, url: str, form: dict[str, str], *,
+                    grant_type: str) -> tuple[int, Any, float, str | None]:
+        headers = {"Accept": "application/json"}
+        if self._secret:
+            pair = f"{quote(self.client_id, safe='')}:{quote(self._secret, safe='')}"
+            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+        else:
+            form = {**form, "client_id": self.client_id}
+        started = time.perf_counter()
+        try:
+            async with self._http.post(url, data=form, headers=headers, timeout=TOKEN_TIMEOUT,
+                                       allow_redirects=False) as resp:
+                body = await resp.read()
+                status, idp_request_id = resp.status, resp.headers.get("x-amz-cognito-request-id")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            outcome = "timeout" if network_failure_reason(exc) == "timeout" else "network_error"
+            raise self._failure(grant_type, url, status=None, doc=None, started=started,
+                                idp_request_id=None, outcome=outcome) from exc
+        try:
+            doc = json.loads(body) if body else None
+        except ValueError:
+            doc = None
+        return status, doc, started, idp_request_id
+
+    def _failure(self, grant_type: str, url: str, *, status: int | None, doc: Any,
+                 started: float, idp_request_id: str | None,
+                 outcome: str | None = None) -> TokenEndpointError:
+        error = doc.get("error") if isinstance(doc, dict) else None
+        error = error if isinstance(error, str) and error.isascii() and len(error) < 64 else None
+        description = doc.get("error_description") if isinstance(doc, dict) else None
+        description = description if isinstance(description, str) else None
+        if outcome is None and error:
+            outcome = error if error in OAUTH_ERRORS else "other_error"
+        elif outcome is None:
+            outcome = f"http_{status}" if status != 200 else "malformed"
+        hint = diagnose(outcome, description=description, grant_type=grant_type,
+                        public_client=not self._secret)
+        duration_ms = self._record(grant_type, outcome, started)
+        log.warning("token_endpoint_error", grant_type=grant_type, http_status=status,
+                    error=error or outcome, error_description=description, hint=hint,
+                    client_id=self.client_id, token_endpoint=url, duration_ms=duration_ms,
+                    idp_request_id=idp_request_id)
+        return TokenEndpointError(grant_type=grant_type, outcome=outcome, http_status=status,
+                                  error=error, error_description=description, hint=hint,
+                                  request_id=idp_request_id)
+
+    def _record(self, grant_type: str, outcome: str, started: float) -> float:
+        elapsed = time.perf_counter() - started
+        self._metrics.token_requests.labels(grant_type=grant_type, outcome=outcome).inc()
+        self._metrics.token_request_duration.labels(grant_type=grant_type).observe(elapsed)
+        return round(elapsed * 1000, 1)

@@ -1,0 +1,82 @@
+"""An asynchronous JWKS cache, following aws-jwt-verify's rules.
+
+Keys are cached by kid with no TTL. An unknown kid triggers one refetch; concurrent refetches
+share one request; after a refetch that still lacks the kid, further refetches wait
+`UNKNOWN_KID_BACKOFF` seconds (a token with a made-up kid cannot make the gateway hammer the IdP).
+Only RSA/EC signing keys (`use` absent or "sig") are kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+import jwt
+
+from gateway.cognito.http import fetch_json
+from gateway.errors import JWKSError, TokenValidationError
+from gateway.observability.metrics import Metrics
+
+UNKNOWN_KID_BACKOFF = 10.0
+
+
+class JWKSCache:
+    """Signing keys of one provider, fetched with aiohttp (never blocking the loop)."""
+
+    def __init__(self, http: aiohttp.ClientSession, uri: str, metrics: Metrics) -> None:
+        self._http = http
+        self._uri = uri
+        self._metrics = metrics
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._inflight: asyncio.Task[None] | None = None
+        self._blocked_until = 0.0
+
+    @property
+    def loaded(self) -> bool:
+        return bool(self._keys)
+
+    async def refresh(self) -> None:
+        """Fetch the key set now (shared with any fetch already in flight)."""
+        if self._inflight is None:
+            self._inflight = asyncio.create_task(self._fetch())
+        task = self._inflight
+        try:
+            await asyncio.shield(task)
+        finally:
+            if task.done() and self._inflight is task:
+                self._inflight = None
+
+    async def get(self, kid: str) -> jwt.PyJWK:
+        """The key with this kid, refetching once for an unknown kid."""
+        key = self._keys.get(kid)
+        if key is not None:
+            return key
+        if time.monotonic() >= self._blocked_until:
+            await self.refresh()
+            key = self._keys.get(kid)
+            if key is not None:
+                return key
+            self._blocked_until = time.monotonic() + UNKNOWN_KID_BACKOFF
+        raise TokenValidationError("unknown_kid", "no signing key with this kid")
+
+    async def _fetch(self) -> None:
+        try:
+            doc = await fetch_json(self._http, self._uri, error=JWKSError)
+            keys = {}
+            for jwk in doc.get("keys", []):
+                if not isinstance(jwk, dict) or not isinstance(jwk.get("kid"), str):
+                    continue
+                if jwk.get("use", "sig") != "sig" or jwk.get("kty") not in {"RSA", "EC"}:
+                    continue
+                try:
+                    keys[jwk["kid"]] = jwt.PyJWK.from_dict(jwk)
+                except jwt.PyJWTError:
+                    continue
+            if not keys:
+                raise JWKSError(f"{self._uri} holds no usable signing key", reason="malformed")
+        except JWKSError as exc:
+            self._metrics.jwks_fetches.labels(outcome=exc.reason).inc()
+            raise
+        self._metrics.jwks_fetches.labels(outcome="ok").inc()
+        self._keys = keys

@@ -1,0 +1,116 @@
+"""The identity provider as the rest of the gateway sees it.
+
+`IdentityProvider.load()` fetches discovery and JWKS (retrying with backoff until it succeeds;
+`ready` stays False until then) and assembles the token client and the verifier. It also builds
+the browser-facing URLs: the authorization request and the IdP sign-out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import urlencode
+
+import aiohttp
+
+from gateway.cognito.client import TokenClient
+from gateway.cognito.discovery import ProviderMetadata, discover
+from gateway.cognito.jwks import JWKSCache
+from gateway.cognito.verify import TokenVerifier
+from gateway.config import Settings
+from gateway.errors import IdPError
+from gateway.observability.logging import get_logger
+from gateway.observability.metrics import Metrics
+
+log = get_logger(__name__)
+MAX_BACKOFF = 30.0
+
+
+class IdentityProvider:
+    """Discovery, keys, token client and verifier of the configured provider."""
+
+    def __init__(self, settings: Settings, http: aiohttp.ClientSession, metrics: Metrics) -> None:
+        self._settings = settings
+        self._http = http
+        self._metrics = metrics
+        self._metadata: ProviderMetadata | None = None
+        self._jwks: JWKSCache | None = None
+        self._client: TokenClient | None = None
+        self._verifier: TokenVerifier | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self._verifier is not None and self._jwks is not None and self._jwks.loaded
+
+    @property
+    def metadata(self) -> ProviderMetadata:
+        if self._metadata is None:
+            raise IdPError("identity provider metadata not loaded yet", reason="not_ready")
+        return self._metadata
+
+    @property
+    def tokens(self) -> TokenClient:
+        if self._client is None:
+            raise IdPError("identity provider not loaded yet", reason="not_ready")
+        return self._client
+
+    @property
+    def verifier(self) -> TokenVerifier:
+        if self._verifier is None:
+            raise IdPError("identity provider not loaded yet", reason="not_ready")
+        return self._verifier
+
+    async def load(self) -> None:
+        """Fetch discovery and JWKS once; raise DiscoveryError or JWKSError on failure."""
+        s = self._settings
+        metadata = await discover(self._http, s.issuer, s.cognito.domain)
+        jwks = JWKSCache(self._http, metadata.jwks_uri, self._metrics)
+        await jwks.refresh()
+        self._metadata, self._jwks = metadata, jwks
+        self._client = TokenClient(
+            self._http, token_endpoint=metadata.token_endpoint,
+            revocation_endpoint=metadata.revocation_endpoint, client_id=s.cognito.client_id,
+            client_secret=s.cognito.client_secret, metrics=self._metrics)
+        self._verifier = TokenVerifier(
+            jwks, issuer=metadata.issuer, client_id=s.cognito.client_id,
+            bearer_client_ids=s.bearer_client_ids, cognito=s.is_cognito, metrics=self._metrics)
+
+    async def load_until_ready(self) -> None:
+        """`load()` with exponential backoff until it succeeds (runs as a background task)."""
+        delay = 0.5
+        while True:
+            try:
+                await self.load()
+            except IdPError as exc:
+                log.error("idp_metadata_unavailable", error=str(exc), reason=exc.reason,
+                          retry_in_seconds=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_BACKOFF)
+            else:
+                log.info("idp_ready", issuer=self.metadata.issuer)
+                return
+
+    def authorize_url(self, *, state: str, nonce: str, code_challenge: str | None) -> str:
+        """The authorization-code request the browser is sent to."""
+        s = self._settings
+        params = {"response_type": "code", "client_id": s.cognito.client_id,
+                  "redirect_uri": s.redirect_uri, "scope": " ".join(s.cognito.scopes),
+                  "state": state, "nonce": nonce}
+        if code_challenge:
+            params |= {"code_challenge": code_challenge, "code_challenge_method": "S256"}
+        return f"{self.metadata.authorization_endpoint}?{urlencode(params)}"
+
+    def logout_url(self, *, id_token: str | None) -> str | None:
+        """Where to end the IdP session: Cognito's /logout, else the OIDC end_session_endpoint."""
+        s, endpoint = self._settings, self.metadata.end_session_endpoint
+        if s.is_cognito:
+            base = f"{s.cognito.domain.rstrip('/')}/logout" if s.cognito.domain else endpoint
+            if not base:
+                return None
+            query = urlencode({"client_id": s.cognito.client_id, "logout_uri": s.logout_uri})
+            return f"{base}?{query}"
+        if not endpoint:
+            return None
+        params = {"client_id": s.cognito.client_id, "post_logout_redirect_uri": s.logout_uri}
+        if id_token:
+            params["id_token_hint"] = id_token
+        return f"{endpoint}?{urlencode(params)}"

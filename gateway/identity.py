@@ -1,0 +1,49 @@
+"""Who signed in: the identity taken from verified token claims.
+
+Only verified claims become an Identity. Email is optional (federated users may have none);
+the user name falls back from `cognito:username` to `username` to `preferred_username` to `sub`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# Protocol claims that say nothing about the user and only bloat the session.
+_PROTOCOL_CLAIMS = frozenset({
+    "aud", "iss", "exp", "iat", "nbf", "auth_time", "token_use", "jti", "origin_jti",
+    "event_id", "at_hash", "c_hash", "nonce", "azp", "sid", "acr", "amr", "client_id", "scope",
+    "version", "cognito:roles", "cognito:preferred_role", "identities", "device_key",
+})
+
+
+@dataclass(frozen=True)
+class Identity:
+    sub: str
+    username: str
+    email: str | None = None
+    groups: tuple[str, ...] = ()
+    claims: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_claims(cls, claims: dict[str, Any]) -> Identity:
+        """Identity of verified ID-token or access-token claims."""
+        sub = str(claims["sub"])
+        username = next((str(claims[k]) for k in ("cognito:username", "username",
+                                                   "preferred_username") if claims.get(k)), sub)
+        email = claims.get("email")
+        groups = claims.get("cognito:groups", claims.get("groups", []))
+        if isinstance(groups, str):
+            groups = [groups]
+        user_claims = {k: v for k, v in claims.items() if k not in _PROTOCOL_CLAIMS}
+        return cls(sub=sub, username=username, email=email if isinstance(email, str) else None,
+                   groups=tuple(str(g) for g in groups if isinstance(g, str)), claims=user_claims)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sub": self.sub, "username": self.username, "email": self.email,
+                "groups": list(self.groups), "claims": self.claims}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Identity:
+        return cls(sub=data["sub"], username=data["username"], email=data.get("email"),
+                   groups=tuple(data.get("groups", ())), claims=dict(data.get("claims", {})))

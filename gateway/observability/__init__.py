@@ -1,0 +1,1 @@
+"""Metrics, structured logs and per-request context."""

@@ -1,0 +1,77 @@
+"""Running the gateway: listeners, signals, and a graceful shutdown.
+
+On SIGTERM or SIGINT: `/ready` turns 503, the listeners stop accepting, open WebSockets are
+closed with 1001 (going away), in-flight requests get `server.shutdown_timeout_seconds` to
+finish, then the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from aiohttp import web
+from aiohttp.log import access_logger
+
+from gateway.app import create_app, create_metrics_app
+from gateway.config import Settings
+from gateway.keys import CONTEXT
+from gateway.observability.access_log import JsonAccessLogger
+from gateway.observability.logging import get_logger
+from gateway.observability.metrics import Metrics
+from gateway.websocket import close_all_sockets
+
+log = get_logger(__name__)
+KEEPALIVE_TIMEOUT = 75.0  # above common load balancers' idle timeout (ALB: 60 s)
+
+
+def _host_port(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+    """Serve until `stop` is set or a termination signal arrives."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    metrics = Metrics()
+    app = create_app(settings, metrics)
+    runner = web.AppRunner(
+        app, access_log_class=JsonAccessLogger,
+        access_log=access_logger if settings.log.access_log else None,
+        auto_decompress=False, keepalive_timeout=KEEPALIVE_TIMEOUT,
+        shutdown_timeout=settings.server.shutdown_timeout_seconds,
+        max_field_size=65536, max_line_size=65536)
+    metrics_runner = web.AppRunner(create_metrics_app(metrics), access_log=None)
+    await runner.setup()
+    await metrics_runner.setup()
+    host, port = _host_port(settings.server.listen)
+    m_host, m_port = _host_port(settings.server.metrics_listen)
+    await web.TCPSite(runner, host, port, backlog=1024,
+                      shutdown_timeout=settings.server.shutdown_timeout_seconds).start()
+    await web.TCPSite(metrics_runner, m_host, m_port).start()
+    log.info("listening", listen=settings.server.listen, metrics=settings.server.metrics_listen,
+             upstream=settings.upstream.url, issuer=settings.issuer)
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting_down", drain_seconds=settings.server.shutdown_timeout_seconds)
+        app[CONTEXT].shutting_down = True
+        await close_all_sockets()
+        await runner.cleanup()
+        await metrics_runner.cleanup()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        log.info("stopped")
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's loop when installed (the `speed` extra), else asyncio's."""
+    try:
+        import uvloop  # noqa: PLC0415
+    except ImportError:
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop

@@ -1,0 +1,1 @@
+"""Sessions: the model, its encrypted cookie and Redis stores, and refresh coordination."""

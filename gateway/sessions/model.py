@@ -1,0 +1,57 @@
+"""The server-side session: who signed in, the tokens, and when everything ends."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from gateway.identity import Identity
+
+
+def new_session_id() -> str:
+    return secrets.token_urlsafe(18)
+
+
+@dataclass(frozen=True)
+class Session:
+    """A signed-in session.
+
+    `tokens_expire_at` is the earliest exp of the access and ID tokens: refresh is driven by it,
+    never by the session's age. `expires_at` is the absolute end: the configured lifetime from
+    sign-in, capped by the refresh token's validity when known; refresh never extends it.
+    """
+
+    sid: str
+    identity: Identity
+    created_at: float
+    expires_at: float
+    tokens_expire_at: float
+    refresh_token: str | None = None
+    access_token: str | None = None
+    id_token: str | None = None
+
+    def expired(self, now: float) -> bool:
+        return now >= self.expires_at
+
+    def tokens_valid(self, now: float) -> bool:
+        return now < self.tokens_expire_at
+
+    def refresh_due(self, now: float, before_expiry: float) -> bool:
+        return self.refresh_token is not None and now >= self.tokens_expire_at - before_expiry
+
+    def with_tokens(self, **changes: Any) -> Session:
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["identity"] = self.identity.to_dict()
+        return {k: v for k, v in data.items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Session:
+        return cls(sid=data["sid"], identity=Identity.from_dict(data["identity"]),
+                   created_at=float(data["created_at"]), expires_at=float(data["expires_at"]),
+                   tokens_expire_at=float(data["tokens_expire_at"]),
+                   refresh_token=data.get("refresh_token"), access_token=data.get("access_token"),
+                   id_token=data.get("id_token"))

@@ -1,0 +1,110 @@
+"""Token refresh, once per refresh token however many requests ask at the same time.
+
+Requests of one session share its refresh token, so the refresh is keyed by a hash of it: the
+first request starts the token call as its own task (a client disconnect cannot cancel it), the
+others await the same task, and the outcome is kept for `RESULT_TTL` seconds so that requests
+still carrying the old cookie get the new tokens instead of refreshing again. That is what makes
+rotation with a grace period of 0 safe: the old refresh token is used exactly once.
+
+Failure policy:
+- `invalid_grant` (revoked, expired): RefreshRejected, the session is over.
+- anything else (IdP down, slow, misconfigured): the current session keeps serving while its
+  tokens are valid; retries back off (`BACKOFF` seconds, doubling, capped); once the tokens have
+  expired, SessionUnavailable (the session itself is kept for the next try).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from gateway.errors import GatewayError, SessionUnavailable, TokenEndpointError
+from gateway.observability.metrics import Metrics
+from gateway.sessions.model import Session
+
+RESULT_TTL = 60.0
+BACKOFF = 1.0
+MAX_BACKOFF = 30.0
+
+Refresher = Callable[[Session], Awaitable[Session]]
+
+
+class RefreshRejected(GatewayError):
+    """The IdP refused the refresh token: the user must sign in again."""
+
+
+@dataclass
+class _Backoff:
+    next_try: float
+    delay: float
+
+
+class RefreshCoordinator:
+    """Single-flight refresh with a short memory of outcomes and a retry backoff."""
+
+    def __init__(self, refresher: Refresher, metrics: Metrics) -> None:
+        self._refresher = refresher
+        self._metrics = metrics
+        self._inflight: dict[str, asyncio.Task[Session]] = {}
+        self._results: dict[str, tuple[float, Session]] = {}
+        self._backoff: dict[str, _Backoff] = {}
+
+    async def refresh(self, session: Session) -> Session:
+        """The session with fresh tokens, or the same session while a failure is tolerable."""
+        assert session.refresh_token is not None
+        key = hashlib.sha256(session.refresh_token.encode()).hexdigest()
+        now = time.monotonic()
+        done = self._results.get(key)
+        if done is not None and done[0] > now:
+            self._metrics.session_refreshes.labels(outcome="shared").inc()
+            return done[1]
+        backoff = self._backoff.get(key)
+        if backoff is not None and backoff.next_try > now and key not in self._inflight:
+            return self._tolerate(session)
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.create_task(self._run(key, session))
+            self._inflight[key] = task
+        else:
+            self._metrics.session_refreshes.labels(outcome="shared").inc()
+        try:
+            return await asyncio.shield(task)
+        except GatewayError as exc:
+            if _rejected(exc):
+                raise RefreshRejected(str(exc)) from exc
+            return self._tolerate(session)
+
+    async def _run(self, key: str, session: Session) -> Session:
+        try:
+            fresh = await self._refresher(session)
+        except GatewayError as exc:
+            self._metrics.session_refreshes.labels(
+                outcome="rejected" if _rejected(exc) else "failed").inc()
+            now = time.monotonic()
+            previous = self._backoff.get(key)
+            delay = min(previous.delay * 2, MAX_BACKOFF) if previous else BACKOFF
+            self._backoff = {k: v for k, v in self._backoff.items()
+                             if v.next_try > now - MAX_BACKOFF}
+            self._backoff[key] = _Backoff(now + delay, delay)
+            raise
+        finally:
+            self._inflight.pop(key, None)
+        self._metrics.session_refreshes.labels(outcome="ok").inc()
+        now = time.monotonic()
+        self._results = {k: v for k, v in self._results.items() if v[0] > now}
+        self._results[key] = (now + RESULT_TTL, fresh)
+        self._backoff.pop(key, None)
+        return fresh
+
+    def _tolerate(self, session: Session) -> Session:
+        if session.tokens_valid(time.time()):
+            return session
+        raise SessionUnavailable("the identity provider is unavailable and the session's "
+                                 "tokens have expired; try again shortly")
+
+
+def _rejected(exc: GatewayError) -> bool:
+    return isinstance(exc, TokenEndpointError) and exc.error == "invalid_grant"

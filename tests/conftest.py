@@ -1,0 +1,182 @@
+"""Fixtures: real servers on 127.0.0.1 (dev IdP, test upstream, gateway) and isolation.
+
+Every test runs with the gateway's real logging pipeline writing into a buffer; at the end of
+each test the buffer is scanned for every secret the fixtures handed out and for anything
+shaped like a JWT, so a leak anywhere in the suite fails the test that caused it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import structlog
+from aiohttp import web
+from cryptography.fernet import Fernet
+
+from gateway.app import create_app
+from gateway.config import Settings, load_settings
+from gateway.context import GatewayContext
+from gateway.demo.stack import free_port
+from gateway.devidp import AppClient, DevIdp, User, UserPool
+from gateway.keys import CONTEXT
+from gateway.observability.logging import configure_logging
+from tests.support.upstream import create_test_upstream
+
+CLIENT_ID = "gateway-client"
+CLIENT_SECRET = "gateway-client-secret-0123456789abcdefghij"
+ALICE = User(username="alice", password="alice-Password-1", email="alice@example.com",
+             email_verified=True, groups=["admins", "staff"],
+             attributes={"name": "Alice Example", "custom:tenant": "acme"})
+BOB = User(username="google_1234567890", password="bob-Password-1", email=None,
+           groups=[], attributes={"name": "Bob Federated"})
+JWT_SHAPED = re.compile(r"eyJ[\w-]{10,}\.eyJ[\w-]{10,}")
+
+
+@dataclass
+class Secrets:
+    """Values that must never appear in a log line."""
+
+    values: set[str] = field(default_factory=set)
+
+    def add(self, *values: str | None) -> None:
+        self.values.update(v for v in values if v and len(v) >= 8)
+
+
+@pytest.fixture
+def secrets() -> Secrets:
+    return Secrets({CLIENT_SECRET, ALICE.password, BOB.password})
+
+
+@pytest.fixture(autouse=True)
+def log_buffer(secrets: Secrets) -> Iterator[io.StringIO]:
+    """Route all logging through the gateway's JSON pipeline into a buffer; scan it afterwards."""
+    buffer = io.StringIO()
+    configure_logging("debug", stream=buffer)
+    structlog.contextvars.clear_contextvars()
+    yield buffer
+    structlog.contextvars.clear_contextvars()
+    for line in buffer.getvalue().splitlines():
+        leaked = [s for s in secrets.values if s in line]
+        assert not leaked, f"a secret reached the log: {line[:300]}"
+        assert not JWT_SHAPED.search(line), f"a token reached the log: {line[:300]}"
+
+
+def log_events(buffer: io.StringIO) -> list[dict[str, Any]]:
+    """Parsed JSON log lines written so far."""
+    return [json.loads(line) for line in buffer.getvalue().splitlines() if line.startswith("{")]
+
+
+async def serve(app: web.Application, port: int = 0) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(app, access_log=None, auto_decompress=False,
+                           max_field_size=65536, max_line_size=65536)
+    await runner.setup()
+    port = port or free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[str]:
+    runner, url = await serve(create_test_upstream())
+    yield url
+    await runner.cleanup()
+
+
+@pytest.fixture
+def gateway_port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def gateway_url(gateway_port: int) -> str:
+    return f"http://127.0.0.1:{gateway_port}"
+
+
+def gateway_client(gateway_url: str, **overrides: Any) -> AppClient:
+    settings: dict[str, Any] = {
+        "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+        "callback_urls": [f"{gateway_url}/oauth2/callback"],
+        "logout_urls": [f"{gateway_url}/oauth2/signed_out"],
+    }
+    return AppClient(**(settings | overrides))
+
+
+@pytest.fixture
+def pool(gateway_url: str) -> UserPool:
+    """The user pool the gateway signs in against; tests may replace it."""
+    return UserPool(users=[ALICE, BOB], clients=[gateway_client(gateway_url)])
+
+
+@pytest.fixture
+async def idp(pool: UserPool) -> AsyncIterator[DevIdp]:
+    async with DevIdp(pool) as running:
+        yield running
+
+
+@dataclass
+class RunningGateway:
+    url: str
+    app: web.Application
+    settings: Settings
+
+    @property
+    def ctx(self) -> GatewayContext:
+        return self.app[CONTEXT]
+
+
+GatewayFactory = Callable[..., Awaitable[RunningGateway]]
+
+
+def gateway_env(idp: DevIdp, upstream: str, gateway_url: str, **env: str) -> dict[str, str]:
+    base = {
+        "GATEWAY_SERVER_PUBLIC_URL": gateway_url,
+        "GATEWAY_UPSTREAM_URL": upstream,
+        "GATEWAY_COGNITO_ISSUER": idp.issuer,
+        "GATEWAY_COGNITO_DOMAIN": idp.base_url,
+        "GATEWAY_COGNITO_CLIENT_ID": CLIENT_ID,
+        "GATEWAY_COGNITO_CLIENT_SECRET": CLIENT_SECRET,
+        "GATEWAY_SESSION_SECRET": Fernet.generate_key().decode(),
+        "GATEWAY_SESSION_COOKIE_SECURE": "false",
+    }
+    return base | env
+
+
+async def start_gateway(env: dict[str, str], port: int) -> tuple[web.AppRunner, RunningGateway]:
+    settings = load_settings(environ=env)
+    app = create_app(settings)
+    runner, url = await serve(app, port)
+    for _ in range(200):
+        if app[CONTEXT].provider.ready:
+            break
+        await asyncio.sleep(0.02)
+    return runner, RunningGateway(url, app, settings)
+
+
+@pytest.fixture
+async def make_gateway(idp: DevIdp, upstream: str, gateway_url: str, gateway_port: int,
+                       secrets: Secrets) -> AsyncIterator[GatewayFactory]:
+    """Start a gateway in front of `upstream`, signing in at `idp`; GATEWAY_* overrides apply."""
+    runners: list[web.AppRunner] = []
+
+    async def make(**env: str) -> RunningGateway:
+        full = gateway_env(idp, upstream, gateway_url, **env)
+        secrets.add(full["GATEWAY_SESSION_SECRET"], full["GATEWAY_COGNITO_CLIENT_SECRET"])
+        runner, gateway = await start_gateway(full, gateway_port)
+        runners.append(runner)
+        return gateway
+
+    yield make
+    for runner in runners:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def gateway(make_gateway: GatewayFactory) -> RunningGateway:
+    return await make_gateway()
