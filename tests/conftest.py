@@ -180,3 +180,20 @@ async def make_gateway(idp: DevIdp, upstream: str, gateway_url: str, gateway_por
 @pytest.fixture
 async def gateway(make_gateway: GatewayFactory) -> RunningGateway:
     return await make_gateway()
+
+
+async def sign_in_cookies(gateway_url: str, username: str = ALICE.username,
+                          password: str = ALICE.password) -> str:
+    """Sign in through the hosted-UI form; return the gateway's Cookie header value."""
+    from tests.support.browser import ScriptedBrowser  # noqa: PLC0415
+
+    async with ScriptedBrowser() as browser:
+        page = await browser.sign_in(f"{gateway_url}/", username, password)
+        assert page.status == 200, page.text[:500]
+        cookies = browser.cookies_for(gateway_url)
+    return "; ".join(f"{k}={v}" for k, v in cookies.items() if k.startswith("_cognito_gateway"))
+
+
+@pytest.fixture
+async def alice_cookie(gateway: RunningGateway) -> str:
+    return await sign_in_cookies(gateway.url)

@@ -74,7 +74,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
 
 
 def create_test_upstream() -> web.Application:
-    app = web.Application()
+    app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_get("/slow", slow)
     app.router.add_get("/stream", stream)
     app.router.add_get("/abort", abort)
