@@ -185,7 +185,7 @@ async def gateway(make_gateway: GatewayFactory) -> RunningGateway:
 async def sign_in_cookies(gateway_url: str, username: str = ALICE.username,
                           password: str = ALICE.password) -> str:
     """Sign in through the hosted-UI form; return the gateway's Cookie header value."""
-    from tests.support.browser import ScriptedBrowser  # noqa: PLC0415
+    from tests.support.browser import ScriptedBrowser
 
     async with ScriptedBrowser() as browser:
         page = await browser.sign_in(f"{gateway_url}/", username, password)

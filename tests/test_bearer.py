@@ -73,7 +73,7 @@ async def test_tokens_that_are_not_valid_access_tokens_get_401(
         assert r.status == 401
         assert r.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
     failures = gateway.ctx.metrics.token_validation_failures.labels(reason=reason)
-    assert failures._value.get() == 1  # noqa: SLF001
+    assert failures._value.get() == 1
 
 
 async def test_tokens_of_other_clients_are_refused_unless_listed(

@@ -15,7 +15,6 @@ from yarl import URL
 from tests.conftest import GatewayFactory, RunningGateway, sign_in_cookies
 
 
-
 def _headers(echoed: dict[str, object]) -> dict[str, str]:
     pairs = echoed["headers"]
     assert isinstance(pairs, list)
@@ -182,7 +181,7 @@ async def test_request_bodies_over_the_limit_get_413(
 
 async def test_unreachable_upstream_is_502(make_gateway: GatewayFactory,
                                            client: aiohttp.ClientSession) -> None:
-    from gateway.demo.stack import free_port  # noqa: PLC0415
+    from gateway.demo.stack import free_port
 
     gateway = await make_gateway(GATEWAY_AUTH_PUBLIC_PATHS="/*",
                                  GATEWAY_UPSTREAM_URL=f"http://127.0.0.1:{free_port()}")
@@ -203,9 +202,9 @@ async def test_failure_after_the_response_started_aborts_the_connection(
         make_gateway: GatewayFactory, client: aiohttp.ClientSession) -> None:
     """A truncated upstream body must not look complete to the client."""
     gateway = await make_gateway(GATEWAY_AUTH_PUBLIC_PATHS="/*")
-    with pytest.raises(aiohttp.ClientPayloadError):
-        async with client.get(gateway.url + "/abort") as resp:
-            assert resp.status == 200
+    async with client.get(gateway.url + "/abort") as resp:
+        assert resp.status == 200
+        with pytest.raises(aiohttp.ClientPayloadError):
             await resp.read()
 
 
@@ -244,7 +243,7 @@ async def test_websocket_without_session_is_refused(
 
 async def test_websocket_to_a_dead_upstream_is_502(
         make_gateway: GatewayFactory, client: aiohttp.ClientSession) -> None:
-    from gateway.demo.stack import free_port  # noqa: PLC0415
+    from gateway.demo.stack import free_port
 
     gateway = await make_gateway(GATEWAY_AUTH_PUBLIC_PATHS="/*",
                                  GATEWAY_UPSTREAM_URL=f"http://127.0.0.1:{free_port()}")
@@ -256,7 +255,7 @@ async def test_websocket_to_a_dead_upstream_is_502(
 async def test_concurrent_users_get_their_own_identity(
         gateway: RunningGateway, client: aiohttp.ClientSession) -> None:
     """Interleaved requests of two users never mix identities."""
-    from tests.conftest import BOB  # noqa: PLC0415
+    from tests.conftest import BOB
 
     alice = await sign_in_cookies(gateway.url)
     bob = await sign_in_cookies(gateway.url, BOB.username, BOB.password)

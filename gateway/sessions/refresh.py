@@ -9,8 +9,9 @@ rotation with a grace period of 0 safe: the old refresh token is used exactly on
 Failure policy:
 - `invalid_grant` (revoked, expired): RefreshRejected, the session is over.
 - anything else (IdP down, slow, misconfigured): the current session keeps serving while its
-  tokens are valid; retries back off (`BACKOFF` seconds, doubling, capped); once the tokens have
-  expired, SessionUnavailable (the session itself is kept for the next try).
+  tokens are valid. A transient failure is retried at once twice (`RETRY_PAUSES`); after that,
+  further attempts for that token back off (`BACKOFF` seconds, doubling, up to `MAX_BACKOFF`).
+  Once the tokens have expired: SessionUnavailable (the session is kept for the next try).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from gateway.sessions.model import Session
 RESULT_TTL = 60.0
 BACKOFF = 1.0
 MAX_BACKOFF = 30.0
+RETRY_PAUSES = (0.25, 0.5)
 
 Refresher = Callable[[Session], Awaitable[Session]]
 
@@ -77,9 +79,20 @@ class RefreshCoordinator:
                 raise RefreshRejected(str(exc)) from exc
             return self._tolerate(session)
 
+    async def _attempt(self, session: Session) -> Session:
+        """The refresh, retried briefly (RETRY_PAUSES) while the failure is transient."""
+        for pause in RETRY_PAUSES:
+            try:
+                return await self._refresher(session)
+            except TokenEndpointError as exc:
+                if not exc.transient:
+                    raise
+            await asyncio.sleep(pause)
+        return await self._refresher(session)
+
     async def _run(self, key: str, session: Session) -> Session:
         try:
-            fresh = await self._refresher(session)
+            fresh = await self._attempt(session)
         except GatewayError as exc:
             self._metrics.session_refreshes.labels(
                 outcome="rejected" if _rejected(exc) else "failed").inc()
