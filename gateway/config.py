@@ -29,6 +29,7 @@ from cryptography.fernet import Fernet
 from gateway.errors import ConfigError, ConfigProblem
 
 ENV_PREFIX = "GATEWAY_"
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 Check = Callable[[Any], str | None]
 
 
@@ -412,7 +413,8 @@ def _cross_checks(settings: Settings) -> list[ConfigProblem]:
         problems.append(ConfigProblem("session.cookie_samesite",
                                       "none requires session.cookie_secure = true"))
     public = urlsplit(settings.server.public_url)
-    insecure_origin = public.scheme == "http" and public.hostname != "localhost"
+    # Browsers accept Secure cookies from loopback origins even over http.
+    insecure_origin = public.scheme == "http" and public.hostname not in LOOPBACK_HOSTS
     if settings.session.cookie_secure and insecure_origin:
         problems.append(ConfigProblem("session.cookie_secure", "is true but server.public_url is "
                                       "http://: browsers would never send the cookie back"))

@@ -182,7 +182,7 @@ async def test_session_never_outlives_its_absolute_lifetime(
     await _wait_until_refresh_due()
     async with http.get(f"{gateway.url}/x", headers={"Cookie": cookie}) as resp:
         fresh_cookie = f"_cognito_gateway={resp.cookies['_cognito_gateway'].value}"
-        assert resp.cookies["_cognito_gateway"]["max-age"] <= "60"
+        assert int(resp.cookies["_cognito_gateway"]["max-age"]) <= 60
     refreshed = await gateway.ctx.store.load(_request_with(fresh_cookie))
     assert refreshed is not None
     assert refreshed.expires_at == session.expires_at

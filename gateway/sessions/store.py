@@ -47,7 +47,7 @@ class SessionStore(ABC):
         """Release connections."""
 
     def _max_age(self, session: Session) -> int:
-        return max(1, int(session.expires_at - time.time()))
+        return max(1, round(session.expires_at - time.time()))
 
 
 class SignedOutSessions:
