@@ -58,7 +58,7 @@ class GatewayContext:
             store = CookieSessionStore(cookies, cipher, s.session.lifetime_seconds)
         pending = PendingSignIns(cookies, cipher)
         issuer = SessionIssuer(s, provider)
-        refresher = RefreshCoordinator(issuer.refreshed, metrics)
+        refresher = RefreshCoordinator(store.coordinate(issuer.refreshed), metrics)
         alb = AlbDataSigner(s.session.secret[0], issuer=s.issuer, client_id=s.cognito.client_id,
                             signer=ALB_SIGNER)
         guard = Guard(s, provider=provider, store=store, refresher=refresher,

@@ -7,6 +7,7 @@ Ending a session deletes its key, so a replayed cookie finds nothing on any repl
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 
@@ -18,9 +19,12 @@ from gateway.errors import SessionStoreUnavailable
 from gateway.sessions.cipher import Cipher
 from gateway.sessions.cookies import CookiePolicy
 from gateway.sessions.model import Session
-from gateway.sessions.store import SessionStore
+from gateway.sessions.store import Refresher, SessionStore
 
 KEY_PREFIX = "cognito-gateway:session:"
+LOCK_PREFIX = "cognito-gateway:refresh-lock:"
+LOCK_MILLISECONDS = 15000
+WAIT_STEP = 0.05
 
 
 class RedisSessionStore(SessionStore):
@@ -42,8 +46,16 @@ class RedisSessionStore(SessionStore):
 
     async def load(self, request: web.Request) -> Session | None:
         sid = self._sid(request)
-        if sid is None:
-            return None
+        return await self._get(sid) if sid is not None else None
+
+    async def save(self, request: web.Request, response: web.StreamResponse,
+                   session: Session) -> None:
+        await self._put(session)
+        if self._sid(request) != session.sid:
+            self.cookies.write(request, response, self.cipher.seal({"sid": session.sid}),
+                               max_age=self._max_age(session))
+
+    async def _get(self, sid: str) -> Session | None:
         try:
             sealed = await self._redis.get(self._key(sid))
         except RedisError as exc:
@@ -59,17 +71,12 @@ class RedisSessionStore(SessionStore):
             return None
         return session
 
-    async def save(self, request: web.Request, response: web.StreamResponse,
-                   session: Session) -> None:
-        ttl = self._max_age(session)
-        sealed = self.cipher.seal(session.to_dict())
+    async def _put(self, session: Session) -> None:
         try:
-            await self._redis.set(self._key(session.sid), sealed, ex=ttl)
+            await self._redis.set(self._key(session.sid), self.cipher.seal(session.to_dict()),
+                                  ex=self._max_age(session))
         except RedisError as exc:
             raise SessionStoreUnavailable(f"redis: {exc}") from exc
-        if self._sid(request) != session.sid:
-            self.cookies.write(request, response, self.cipher.seal({"sid": session.sid}),
-                               max_age=ttl)
 
     async def end(self, request: web.Request, response: web.StreamResponse,
                   session: Session | None) -> None:
@@ -80,6 +87,37 @@ class RedisSessionStore(SessionStore):
             except RedisError as exc:
                 raise SessionStoreUnavailable(f"redis: {exc}") from exc
         self.cookies.clear(request, response)
+
+    def coordinate(self, refresher: Refresher) -> Refresher:
+        """Refresh under a Redis lock per session: the replica that takes it refreshes and saves;
+        the others wait for the saved result instead of spending the refresh token again."""
+
+        async def refresh(session: Session) -> Session:
+            lock = LOCK_PREFIX + self._key(session.sid)[len(KEY_PREFIX):]
+            try:
+                acquired = await self._redis.set(lock, "1", nx=True, px=LOCK_MILLISECONDS)
+            except RedisError as exc:
+                raise SessionStoreUnavailable(f"redis: {exc}") from exc
+            if not acquired:
+                return await self._wait_for_refresh(session)
+            try:
+                fresh = await refresher(session)
+                await self._put(fresh)
+                return fresh
+            finally:
+                await self._redis.delete(lock)
+
+        return refresh
+
+    async def _wait_for_refresh(self, session: Session) -> Session:
+        for _ in range(int(LOCK_MILLISECONDS / 1000 / WAIT_STEP)):
+            await asyncio.sleep(WAIT_STEP)
+            current = await self._get(session.sid)
+            if current is None:
+                raise SessionStoreUnavailable("the session ended during a refresh elsewhere")
+            if current.tokens_expire_at > session.tokens_expire_at:
+                return current
+        raise SessionStoreUnavailable("another replica's refresh did not finish in time")
 
     async def ping(self) -> bool:
         try:

@@ -19,19 +19,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from gateway.errors import GatewayError, SessionUnavailable, TokenEndpointError
 from gateway.observability.metrics import Metrics
 from gateway.sessions.model import Session
+from gateway.sessions.store import Refresher
 
 RESULT_TTL = 60.0
 BACKOFF = 1.0
 MAX_BACKOFF = 30.0
 RETRY_PAUSES = (0.25, 0.5)
-
-Refresher = Callable[[Session], Awaitable[Session]]
 
 
 class RefreshRejected(GatewayError):

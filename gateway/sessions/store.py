@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from gateway.sessions.cipher import Cipher
 from gateway.sessions.cookies import CookiePolicy
 from gateway.sessions.model import Session
+
+Refresher = Callable[[Session], Awaitable[Session]]
 
 
 class SessionStore(ABC):
@@ -38,6 +41,10 @@ class SessionStore(ABC):
     async def end(self, request: web.Request, response: web.StreamResponse,
                   session: Session | None) -> None:
         """Forget the session for good and delete its cookies."""
+
+    def coordinate(self, refresher: Refresher) -> Refresher:
+        """Wrap a refresher so that replicas sharing this store refresh a session once."""
+        return refresher
 
     async def ping(self) -> bool:
         """True when the store can serve sessions."""

@@ -1,0 +1,155 @@
+"""session.store = "redis": any replica serves any user, against a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+
+import aiohttp
+import pytest
+import redis.asyncio as redis
+from aiohttp import web
+from cryptography.fernet import Fernet
+
+from gateway.demo.stack import free_port
+from gateway.devidp import DevIdp, UserPool
+from tests.conftest import (
+    ALICE,
+    RunningGateway,
+    Secrets,
+    gateway_client,
+    gateway_env,
+    sign_in_cookies,
+    start_gateway,
+)
+
+pytestmark = pytest.mark.redis
+TOKEN_SECONDS = 4
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A throwaway redis-server on a free loopback port."""
+    binary = shutil.which("redis-server")
+    assert binary, "redis-server is missing: run scripts/install-test-deps.sh"
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def pool(gateway_url: str) -> UserPool:
+    urls = [f"{gateway_url}/oauth2/callback"]
+    return UserPool(users=[ALICE], clients=[gateway_client(
+        gateway_url, callback_urls=urls, access_token_validity_seconds=TOKEN_SECONDS,
+        id_token_validity_seconds=TOKEN_SECONDS, refresh_token_rotation=True,
+        rotation_grace_seconds=0)])
+
+
+@pytest.fixture
+async def replicas(idp: DevIdp, upstream: str, gateway_url: str, gateway_port: int,
+                   redis_url: str, secrets: Secrets
+                   ) -> AsyncIterator[tuple[RunningGateway, RunningGateway]]:
+    """Two gateways with the same keys and Redis; the second on its own port."""
+    await _wait_for_redis(redis_url)
+    env = gateway_env(idp, upstream, gateway_url, GATEWAY_SESSION_STORE="redis",
+                      GATEWAY_SESSION_REDIS_URL=redis_url,
+                      GATEWAY_SESSION_SECRET=Fernet.generate_key().decode(),
+                      GATEWAY_SESSION_REFRESH_BEFORE_EXPIRY_SECONDS="2")
+    secrets.add(env["GATEWAY_SESSION_SECRET"])
+    runners: list[web.AppRunner] = []
+    gateways = []
+    for port in (gateway_port, free_port()):
+        runner, gateway = await start_gateway(env, port)
+        runners.append(runner)
+        gateways.append(gateway)
+    yield gateways[0], gateways[1]
+    for runner in runners:
+        await runner.cleanup()
+
+
+async def _wait_for_redis(url: str) -> None:
+    client = redis.Redis.from_url(url)
+    try:
+        for _ in range(100):
+            try:
+                if await client.ping():
+                    return
+            except redis.ConnectionError:
+                await asyncio.sleep(0.05)
+        raise AssertionError("redis-server did not start")
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
+        yield session
+
+
+async def _get(http: aiohttp.ClientSession, url: str, cookie: str) -> int:
+    async with http.get(url, headers={"Cookie": cookie, "Accept": "application/json"}) as resp:
+        await resp.read()
+        return resp.status
+
+
+async def test_a_session_from_one_replica_works_on_the_other(
+        replicas: tuple[RunningGateway, RunningGateway], http: aiohttp.ClientSession) -> None:
+    """The browser holds only a small encrypted id; the session lives in Redis."""
+    first, second = replicas
+    cookie = await sign_in_cookies(first.url)
+    assert len(cookie) < 300
+    assert await _get(http, f"{second.url}/x", cookie) == 200
+
+
+async def test_sign_out_on_one_replica_ends_the_session_everywhere(
+        replicas: tuple[RunningGateway, RunningGateway], http: aiohttp.ClientSession) -> None:
+    first, second = replicas
+    cookie = await sign_in_cookies(first.url)
+    async with http.post(f"{first.url}/oauth2/sign_out", allow_redirects=False,
+                         headers={"Cookie": cookie}) as resp:
+        assert resp.status == 303
+    assert await _get(http, f"{second.url}/x", cookie) == 401
+    assert await _get(http, f"{first.url}/x", cookie) == 401
+
+
+async def test_concurrent_refresh_across_replicas_spends_the_refresh_token_once(
+        replicas: tuple[RunningGateway, RunningGateway], idp: DevIdp,
+        http: aiohttp.ClientSession) -> None:
+    """Rotation with grace 0 and requests on both replicas at expiry: one refresh, all 200."""
+    first, second = replicas
+    cookie = await sign_in_cookies(first.url)
+    await asyncio.sleep(TOKEN_SECONDS - 2 + 0.2)
+    statuses = await asyncio.gather(*(
+        _get(http, f"{(first, second)[i % 2].url}/x", cookie) for i in range(20)))
+    assert statuses == [200] * 20
+    assert idp.token_requests["refresh_token"] == 1
+
+
+async def test_redis_down_makes_the_gateway_unready(
+        replicas: tuple[RunningGateway, RunningGateway], http: aiohttp.ClientSession,
+        redis_url: str) -> None:
+    """Redis unreachable: /ready 503, and signed-in requests get 503 (not a sign-out)."""
+    first, _ = replicas
+    cookie = await sign_in_cookies(first.url)
+    async with http.get(f"{first.url}/ready") as resp:
+        assert resp.status == 200
+    client = redis.Redis.from_url(redis_url)
+    await client.shutdown(nosave=True)
+    await client.aclose()
+    async with http.get(f"{first.url}/ready") as resp:
+        assert resp.status == 503
+        assert (await resp.json())["checks"]["session_store"] is False
+    async with http.get(f"{first.url}/x", headers={"Cookie": cookie,
+                                                   "Accept": "application/json"}) as resp:
+        assert resp.status == 503
+        assert (await resp.json())["error"] == "session_store_unavailable"
