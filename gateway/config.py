@@ -123,6 +123,10 @@ class ServerSettings:
         "public_url + /oauth2/callback. Required.", check=_origin_url)
     trusted_proxies: list[str] = _setting(
         [], "CIDRs of proxies whose X-Forwarded-For/Proto/Host are believed.", check=_each(_cidr))
+    shutdown_delay_seconds: float = _setting(
+        0.0, "On SIGTERM, how long /ready answers 503 while connections are still accepted, "
+        "before the listeners close (lets load balancers stop routing first).",
+        check=_at_least(0))
     shutdown_timeout_seconds: float = _setting(
         25.0, "On SIGTERM, how long in-flight requests may take to finish.", check=_at_least(0))
 

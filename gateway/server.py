@@ -1,6 +1,7 @@
 """Running the gateway: listeners, signals, and a graceful shutdown.
 
-On SIGTERM or SIGINT: `/ready` turns 503, the listeners stop accepting, open WebSockets are
+On SIGTERM or SIGINT: `/ready` turns 503 (for `server.shutdown_delay_seconds` the listeners
+still accept, so a load balancer sees it), then the listeners stop accepting, open WebSockets are
 closed with 1001 (going away), in-flight requests get `server.shutdown_timeout_seconds` to
 finish, then the process exits 0.
 """
@@ -59,6 +60,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
     finally:
         log.info("shutting_down", drain_seconds=settings.server.shutdown_timeout_seconds)
         app[CONTEXT].shutting_down = True
+        await asyncio.sleep(settings.server.shutdown_delay_seconds)
         await close_all_sockets()
         await runner.cleanup()
         await metrics_runner.cleanup()
