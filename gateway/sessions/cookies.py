@@ -28,13 +28,24 @@ class CookiePolicy:
 
     def read(self, request: web.Request) -> str | None:
         """The value spread over this cookie's chunks, or None when there is none."""
+        own = self._own_cookies(request.headers.get("Cookie", ""))
         parts = []
         for name in self.chunk_names():
-            part = request.cookies.get(name)
+            part = own.get(name)
             if part is None:
                 break
             parts.append(part)
         return "".join(parts) or None
+
+    def _own_cookies(self, header: str) -> dict[str, str]:
+        # Only our cookies, whose values are base64url: a split is enough, and much cheaper than
+        # aiohttp's general parser on a multi-kilobyte header (profiled: ~10% of a request).
+        found = {}
+        for pair in header.split(";"):
+            name, sep, value = pair.strip().partition("=")
+            if sep and self.owns(name):
+                found[name] = value.strip('"')
+        return found
 
     def write(self, request: web.Request, response: web.StreamResponse, value: str, *,
               max_age: int) -> None:

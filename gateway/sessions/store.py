@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -74,22 +75,42 @@ class SignedOutSessions:
 
 
 class CookieSessionStore(SessionStore):
-    """The whole session, encrypted with the session keys, in the browser's cookies."""
+    """The whole session, encrypted with the session keys, in the browser's cookies.
+
+    Decrypted sessions are remembered by their cookie value (`DECODED_CACHE` entries), so a
+    browser's steady stream of requests pays for decryption once; expiry and sign-out are still
+    checked on every request.
+    """
+
+    DECODED_CACHE = 4096
 
     def __init__(self, cookies: CookiePolicy, cipher: Cipher, lifetime: int) -> None:
         super().__init__(cookies, cipher, lifetime)
         self.signed_out = SignedOutSessions()
+        self._decoded: OrderedDict[str, Session] = OrderedDict()
 
     async def load(self, request: web.Request) -> Session | None:
         sealed = self.cookies.read(request)
-        data = self.cipher.open(sealed, ttl=self.lifetime) if sealed else None
-        try:
-            session = Session.from_dict(data) if data else None
-        except (KeyError, TypeError, ValueError):
+        if sealed is None:
             return None
-        if session is None or session.expired(time.time()) or session.sid in self.signed_out:
+        session = self._decoded.get(sealed)
+        if session is None:
+            session = self._decode(sealed)
+            if session is None:
+                return None
+            self._decoded[sealed] = session
+            if len(self._decoded) > self.DECODED_CACHE:
+                self._decoded.popitem(last=False)
+        if session.expired(time.time()) or session.sid in self.signed_out:
             return None
         return session
+
+    def _decode(self, sealed: str) -> Session | None:
+        data = self.cipher.open(sealed, ttl=self.lifetime)
+        try:
+            return Session.from_dict(data) if data else None
+        except (KeyError, TypeError, ValueError):
+            return None
 
     async def save(self, request: web.Request, response: web.StreamResponse,
                    session: Session) -> None:
