@@ -41,8 +41,16 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     ctx = app[CONTEXT]
     await ctx.proxy.start()
+    ctx.metrics.ready.set(0)
     loader = asyncio.create_task(ctx.provider.load_until_ready())
+
+    def loaded(task: asyncio.Task[None]) -> None:
+        if not task.cancelled():
+            ctx.metrics.ready.set(1)  # /ready refines it (session store, shutdown) when probed
+
+    loader.add_done_callback(loaded)
     yield
+    ctx.metrics.ready.set(0)
     loader.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await loader

@@ -1,4 +1,4 @@
-"""The `cognito-gateway` command: run, demo, dev-idp (and `python -m gateway`)."""
+"""The `cognito-gateway` command: run, demo, dev-idp, doctor (and `python -m gateway`)."""
 
 from __future__ import annotations
 
@@ -31,6 +31,9 @@ def _parser() -> argparse.ArgumentParser:
     idp.add_argument("--port", type=int, default=4181)
     idp.add_argument("--host", default="127.0.0.1")
     idp.add_argument("--config", type=Path, help="user pool TOML (default: the demo pool)")
+    doctor = commands.add_parser(
+        "doctor", help="check a config against the IdP and print each finding with its fix")
+    doctor.add_argument("--config", type=Path, help="TOML file; GATEWAY_* variables override it")
     return parser
 
 
@@ -40,6 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args.config)
     if args.command == "demo":
         return _demo()
+    if args.command == "doctor":
+        return _doctor(args.config)
     if args.command == "generate-secret":
         print(Fernet.generate_key().decode())
         return 0
@@ -61,6 +66,14 @@ def _run(config: Path | None) -> int:
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         runner.run(serve(settings))
     return 0
+
+
+def _doctor(config: Path | None) -> int:
+    from gateway.doctor import main as doctor_main  # noqa: PLC0415
+
+    # The probes' own token_endpoint_error lines would repeat the findings: errors only.
+    configure_logging("error", stream=sys.stderr)
+    return doctor_main(config)
 
 
 def _demo() -> int:

@@ -116,6 +116,7 @@ class UpstreamProxy:
                      upstream: aiohttp.ClientResponse) -> web.StreamResponse:
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason,
                                       headers=client_response_headers(upstream.headers))
+        response.headers.setdefault("X-Request-Id", request[REQUEST_ID])
         await run_before_prepare(request, response)
         await response.prepare(request)
         try:

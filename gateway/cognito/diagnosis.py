@@ -25,7 +25,7 @@ OAUTH_ERRORS = frozenset({
 })
 """Error codes used as metric labels as they are; any other code counts as "other_error"."""
 
-CREDENTIALS_FIX = ("set cognito.client_secret to the app client's secret (Cognito console: App "
+CREDENTIALS_FIX = ("Set cognito.client_secret to the app client's secret (Cognito console: App "
               "integration > App clients > Client secret), or leave it empty for a public client")
 
 DIAGNOSES: tuple[Diagnosis, ...] = (
@@ -40,13 +40,14 @@ DIAGNOSES: tuple[Diagnosis, ...] = (
         "The app client is not allowed this grant. Enable 'Authorization code grant' under the "
         "app client's OAuth 2.0 grant types (hosted UI settings).")),
     Diagnosis("invalid_client", public_client=True, hint=(
-        "Client authentication failed and no secret was sent: the app client has a secret. "
+        "Client authentication failed and no secret was sent: the app client has a secret "
+        "(a confidential client), or the client id is unknown or disabled. "
         + CREDENTIALS_FIX + ".")),
     Diagnosis("invalid_client", hint=(
         "Client authentication failed: the client secret is wrong, the app client has no secret "
         "(a public client must not send one), the client id is unknown in this user pool, or "
-        "the client was deleted or disabled. Check cognito.client_id and "
-        + CREDENTIALS_FIX + ".")),
+        "the client was deleted or disabled. Check cognito.client_id. "
+        + CREDENTIALS_FIX + "; `cognito-gateway doctor` tells these causes apart.")),
     Diagnosis("invalid_grant", grant_type="refresh_token", hint=(
         "The refresh token is revoked or expired (sign-out, global sign-out, an admin action, "
         "or the app client's refresh token validity passed). The user must sign in again.")),
@@ -71,6 +72,9 @@ DIAGNOSES: tuple[Diagnosis, ...] = (
         "security groups, proxies) and the IdP's status.")),
     Diagnosis("network_error", hint=(
         "The IdP could not be reached. Check DNS and egress to cognito.domain / the issuer.")),
+    Diagnosis("http_5xx", grant_type="authorization_code", hint=(
+        "The IdP failed (HTTP 5xx) while exchanging the sign-in code. Usually transient: sign "
+        "in again. If it persists, check the IdP's status (AWS Health Dashboard).")),
     Diagnosis("http_5xx", hint=(
         "The IdP failed (HTTP 5xx). Usually transient; the gateway retries and keeps serving "
         "while current tokens are valid.")),
@@ -101,3 +105,14 @@ def diagnose(outcome: str, *, description: str | None, grant_type: str,
         return row.hint
     return (f"The IdP answered the OAuth error {outcome!r}; see the IdP's documentation for "
             "this code and check the app client settings.")
+
+
+def hint_table() -> str:
+    """The table as Markdown, rows in match order (docs/observability.md embeds it verbatim)."""
+    lines = ["| outcome | error_description | grant_type | client | hint |",
+             "|---|---|---|---|---|"]
+    for row in DIAGNOSES:
+        client = {True: "public", False: "confidential", None: "any"}[row.public_client]
+        lines.append(f"| `{row.error}` | {f'`{row.description}`' if row.description else 'any'} "
+                     f"| {row.grant_type or 'any'} | {client} | {row.hint.replace('|', '/')} |")
+    return "\n".join(lines) + "\n"
