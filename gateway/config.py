@@ -12,25 +12,33 @@ Each field's metadata (`doc`, `secret`) is the single source of the configuratio
 from __future__ import annotations
 
 import functools
-import ipaddress
 import json
 import os
 import re
 import tomllib
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from cryptography.fernet import Fernet
-
+from gateway.config_checks import (
+    Check,
+    at_least,
+    cidr,
+    each,
+    fernet_key,
+    host_port,
+    http_url,
+    one_of,
+    origin_url,
+    path_glob,
+)
 from gateway.errors import ConfigError, ConfigProblem
 
 ENV_PREFIX = "GATEWAY_"
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
-Check = Callable[[Any], str | None]
 
 
 def _setting(default: Any, doc: str, *, check: Check | None = None, secret: bool = False) -> Any:
@@ -40,105 +48,33 @@ def _setting(default: Any, doc: str, *, check: Check | None = None, secret: bool
     return field(default=default, metadata=meta)
 
 
-def _host_port(value: str) -> str | None:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        return "must be HOST:PORT, e.g. 0.0.0.0:4180"
-    return None
-
-
-def _http_url(value: str) -> str | None:
-    if not value:
-        return None
-    parts = urlsplit(value)
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
-        return "must be an absolute http:// or https:// URL"
-    return None
-
-
-def _origin_url(value: str) -> str | None:
-    problem = _http_url(value)
-    if problem:
-        return problem
-    parts = urlsplit(value)
-    if parts.query or parts.fragment or parts.path.rstrip("/"):
-        return "must be an origin (scheme://host[:port]) without path, query or fragment"
-    return None
-
-
-def _one_of(*choices: str) -> Check:
-    def check(value: str) -> str | None:
-        return None if value in choices else f"must be one of {', '.join(choices)}"
-
-    return check
-
-
-def _each(check: Check) -> Check:
-    def check_all(values: list[Any]) -> str | None:
-        for value in values:
-            problem = check(value)
-            if problem:
-                return f"{value!r} {problem}"
-        return None
-
-    return check_all
-
-
-def _cidr(value: str) -> str | None:
-    try:
-        ipaddress.ip_network(value, strict=False)
-    except ValueError:
-        return "is not an IP network in CIDR form (e.g. 10.0.0.0/8)"
-    return None
-
-
-def _fernet_key(value: str) -> str | None:
-    try:
-        Fernet(value.encode())
-    except (ValueError, TypeError):
-        return ("is not a Fernet key (32 url-safe base64-encoded bytes); create one with "
-                "`cognito-gateway generate-secret`")
-    return None
-
-
-def _at_least(minimum: float) -> Check:
-    def check(value: float) -> str | None:
-        return None if value >= minimum else f"must be at least {minimum}"
-
-    return check
-
-
-def _path_glob(value: str) -> str | None:
-    return None if value.startswith("/") else "must start with /"
-
-
 @dataclass(frozen=True)
 class ServerSettings:
     listen: str = _setting("0.0.0.0:4180", "Address of the proxy and /oauth2/* endpoints.",
-                           check=_host_port)
+                           check=host_port)
     metrics_listen: str = _setting("0.0.0.0:9464", "Address of the /metrics listener.",
-                                   check=_host_port)
+                                   check=host_port)
     public_url: str = _setting(
         "", "External base URL of the gateway (scheme://host[:port]); the OAuth redirect_uri is "
-        "public_url + /oauth2/callback. Required.", check=_origin_url)
+        "public_url + /oauth2/callback. Required.", check=origin_url)
     trusted_proxies: list[str] = _setting(
-        [], "CIDRs of proxies whose X-Forwarded-For/Proto/Host are believed.", check=_each(_cidr))
+        [], "CIDRs of proxies whose X-Forwarded-For/Proto/Host are believed.", check=each(cidr))
     shutdown_delay_seconds: float = _setting(
         0.0, "On SIGTERM, how long /ready answers 503 while connections are still accepted, "
         "before the listeners close (lets load balancers stop routing first).",
-        check=_at_least(0))
+        check=at_least(0))
     shutdown_timeout_seconds: float = _setting(
-        25.0, "On SIGTERM, how long in-flight requests may take to finish.", check=_at_least(0))
+        25.0, "On SIGTERM, how long in-flight requests may take to finish.", check=at_least(0))
 
 
 @dataclass(frozen=True)
 class UpstreamSettings:
-    url: str = _setting("http://127.0.0.1:8080", "The app behind the gateway.", check=_http_url)
+    url: str = _setting("http://127.0.0.1:8080", "The app behind the gateway.", check=http_url)
     timeout_seconds: float = _setting(
         60.0, "Connect and idle-read timeout; long downloads and SSE streams are not cut.",
-        check=_at_least(0.1))
+        check=at_least(0.1))
     max_request_body_bytes: int = _setting(
-        0, "Largest request body forwarded (larger: 413); 0 = no limit.", check=_at_least(0))
+        0, "Largest request body forwarded (larger: 413); 0 = no limit.", check=at_least(0))
     websockets: bool = _setting(True, "Proxy WebSocket upgrades.")
 
 
@@ -149,43 +85,43 @@ class CognitoSettings:
     domain: str = _setting(
         "", "Hosted UI domain (https://<prefix>.auth.<region>.amazoncognito.com or a custom "
         "domain); its /oauth2/* and /logout are used instead of the discovered ones.",
-        check=_origin_url)
+        check=origin_url)
     client_id: str = _setting("", "App client id. Required.")
     client_secret: str = _setting("", "App client secret; empty for a public client (PKCE only).",
                                   secret=True)
     scopes: list[str] = _setting(["openid", "email", "profile"], "Scopes requested at sign-in.")
     issuer: str = _setting(
         "", "Token issuer; default https://cognito-idp.<region>.amazonaws.com/<user_pool_id>. "
-        "Set it for the dev IdP or any other OpenID provider.", check=_http_url)
+        "Set it for the dev IdP or any other OpenID provider.", check=http_url)
     pkce: bool = _setting(True, "Use PKCE (S256) at sign-in.")
     logout_uri: str = _setting(
         "", "Where the IdP sends the browser after sign-out; default public_url + "
-        "/oauth2/signed_out (register it on the app client).", check=_http_url)
+        "/oauth2/signed_out (register it on the app client).", check=http_url)
 
 
 @dataclass(frozen=True)
 class SessionSettings:
     store: str = _setting("cookie", "Session store: cookie (no infrastructure) or redis.",
-                          check=_one_of("cookie", "redis"))
+                          check=one_of("cookie", "redis"))
     cookie_name: str = _setting("_cognito_gateway", "Name of the session cookie.")
     secret: list[str] = _setting(
         [], "Fernet key(s) encrypting sessions. A list rotates: the first encrypts, all "
-        "decrypt. Required.", check=_each(_fernet_key), secret=True)
+        "decrypt. Required.", check=each(fernet_key), secret=True)
     cookie_secure: bool = _setting(True, "Mark cookies Secure (HTTPS only).")
     cookie_samesite: str = _setting("lax", "SameSite attribute of the session cookie.",
-                                    check=_one_of("lax", "strict", "none"))
-    lifetime_seconds: int = _setting(86400, "Absolute session lifetime.", check=_at_least(60))
+                                    check=one_of("lax", "strict", "none"))
+    lifetime_seconds: int = _setting(86400, "Absolute session lifetime.", check=at_least(60))
     refresh_before_expiry_seconds: int = _setting(
-        120, "Refresh tokens this long before the access or ID token expires.", check=_at_least(0))
+        120, "Refresh tokens this long before the access or ID token expires.", check=at_least(0))
     redis_url: str = _setting("redis://127.0.0.1:6379/0", "Redis for store = redis.", secret=True)
 
 
 @dataclass(frozen=True)
 class AuthSettings:
     public_paths: list[str] = _setting(
-        [], "Glob paths served without sign-in (e.g. /health, /static/*).", check=_each(_path_glob))
+        [], "Glob paths served without sign-in (e.g. /health, /static/*).", check=each(path_glob))
     api_paths: list[str] = _setting(
-        [], "Glob paths that get 401 JSON instead of a sign-in redirect.", check=_each(_path_glob))
+        [], "Glob paths that get 401 JSON instead of a sign-in redirect.", check=each(path_glob))
     allowed_groups: list[str] = _setting([], "Groups allowed in; empty = any signed-in user.")
     accept_bearer_tokens: bool = _setting(
         True, "Accept `Authorization: Bearer <access token>` from API clients.")
@@ -197,13 +133,13 @@ class AuthSettings:
 class HeadersSettings:
     sets: list[str] = _setting(
         ["x-auth-request"], "Identity header sets sent upstream: x-auth-request, alb.",
-        check=_each(_one_of("x-auth-request", "alb")))
+        check=each(one_of("x-auth-request", "alb")))
     pass_access_token: bool = _setting(False, "Also send the access token upstream.")
 
 
 @dataclass(frozen=True)
 class LogSettings:
-    level: str = _setting("info", "Log level.", check=_one_of("debug", "info", "warning", "error"))
+    level: str = _setting("info", "Log level.", check=one_of("debug", "info", "warning", "error"))
     access_log: bool = _setting(True, "One JSON line per request.")
 
 

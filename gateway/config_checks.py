@@ -1,0 +1,85 @@
+"""Validators for settings: each takes a value and returns what is wrong with it, or None."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from cryptography.fernet import Fernet
+
+Check = Callable[[Any], str | None]
+
+
+
+def host_port(value: str) -> str | None:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return "must be HOST:PORT, e.g. 0.0.0.0:4180"
+    return None
+
+
+def http_url(value: str) -> str | None:
+    if not value:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        return "must be an absolute http:// or https:// URL"
+    return None
+
+
+def origin_url(value: str) -> str | None:
+    problem = http_url(value)
+    if problem:
+        return problem
+    parts = urlsplit(value)
+    if parts.query or parts.fragment or parts.path.rstrip("/"):
+        return "must be an origin (scheme://host[:port]) without path, query or fragment"
+    return None
+
+
+def one_of(*choices: str) -> Check:
+    def check(value: str) -> str | None:
+        return None if value in choices else f"must be one of {', '.join(choices)}"
+
+    return check
+
+
+def each(check: Check) -> Check:
+    def check_all(values: list[Any]) -> str | None:
+        for value in values:
+            problem = check(value)
+            if problem:
+                return f"{value!r} {problem}"
+        return None
+
+    return check_all
+
+
+def cidr(value: str) -> str | None:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return "is not an IP network in CIDR form (e.g. 10.0.0.0/8)"
+    return None
+
+
+def fernet_key(value: str) -> str | None:
+    try:
+        Fernet(value.encode())
+    except (ValueError, TypeError):
+        return ("is not a Fernet key (32 url-safe base64-encoded bytes); create one with "
+                "`cognito-gateway generate-secret`")
+    return None
+
+
+def at_least(minimum: float) -> Check:
+    def check(value: float) -> str | None:
+        return None if value >= minimum else f"must be at least {minimum}"
+
+    return check
+
+
+def path_glob(value: str) -> str | None:
+    return None if value.startswith("/") else "must start with /"
