@@ -119,7 +119,10 @@ class UpstreamProxy:
                                       headers=client_response_headers(upstream.headers))
         response.headers.setdefault("X-Request-Id", request[REQUEST_ID])
         await run_before_prepare(request, response)
-        await response.prepare(request)
+        try:
+            await response.prepare(request)
+        except ConnectionResetError:
+            return response  # the client left; nothing to send it
         try:
             length = upstream.content_length
             if length is not None and length <= SMALL_BODY:

@@ -18,7 +18,7 @@ from gateway.app import create_app, create_metrics_app
 from gateway.config import Settings
 from gateway.keys import CONTEXT
 from gateway.observability.access_log import JsonAccessLogger
-from gateway.observability.logging import get_logger
+from gateway.observability.logging import flush_logs, get_logger
 from gateway.observability.metrics import Metrics
 from gateway.websocket import close_all_sockets
 
@@ -67,6 +67,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         log.info("stopped")
+        flush_logs()
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

@@ -26,7 +26,7 @@ from gateway.context import GatewayContext
 from gateway.demo.stack import free_port
 from gateway.devidp import AppClient, DevIdp, User, UserPool
 from gateway.keys import CONTEXT
-from gateway.observability.logging import configure_logging
+from gateway.observability.logging import configure_logging, flush_logs
 from tests.support.upstream import create_test_upstream
 
 CLIENT_ID = "gateway-client"
@@ -61,6 +61,7 @@ def log_buffer(secrets: Secrets) -> Iterator[io.StringIO]:
     configure_logging("debug", stream=buffer)
     structlog.contextvars.clear_contextvars()
     yield buffer
+    flush_logs()
     structlog.contextvars.clear_contextvars()
     for line in buffer.getvalue().splitlines():
         leaked = [s for s in secrets.values if s in line]
@@ -68,9 +69,15 @@ def log_buffer(secrets: Secrets) -> Iterator[io.StringIO]:
         assert not JWT_SHAPED.search(line), f"a token reached the log: {line[:300]}"
 
 
+def log_text(buffer: io.StringIO) -> str:
+    """Everything logged so far (queued access lines included)."""
+    flush_logs()
+    return buffer.getvalue()
+
+
 def log_events(buffer: io.StringIO) -> list[dict[str, Any]]:
     """Parsed JSON log lines written so far."""
-    return [json.loads(line) for line in buffer.getvalue().splitlines() if line.startswith("{")]
+    return [json.loads(line) for line in log_text(buffer).splitlines() if line.startswith("{")]
 
 
 async def serve(app: web.Application, port: int = 0) -> tuple[web.AppRunner, str]:

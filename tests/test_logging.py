@@ -29,6 +29,7 @@ from tests.conftest import (
     Secrets,
     gateway_env,
     log_events,
+    log_text,
 )
 from tests.support.browser import ScriptedBrowser
 
@@ -64,7 +65,7 @@ class TestLineShape:
         async with ScriptedBrowser() as browser:
             page = await browser.sign_in(f"{logged_gateway}/", ALICE.username, ALICE.password)
         assert page.status == 200
-        lines = [line for line in log_buffer.getvalue().splitlines() if line.strip()]
+        lines = [line for line in log_text(log_buffer).splitlines() if line.strip()]
         events = log_events(log_buffer)
         assert len(events) == len(lines) > 0
         for event in events:
@@ -176,7 +177,7 @@ class TestRedaction:
         get_logger("tests").warning("oops", detail=f"Bearer {JWT}",
                                     refresh_token="opaque-refresh-value")
         logging.getLogger("aiohttp.client").warning("GET /cb?code=abcdef123456&x=1 %s", JWT)
-        output = log_buffer.getvalue()
+        output = log_text(log_buffer)
         assert JWT not in output
         assert "abcdef123456" not in output
         assert "opaque-refresh-value" not in output
@@ -236,7 +237,7 @@ class TestAccessLog:
             assert line["user_agent"] == "log-test"
             assert line["remote"] == "127.0.0.1"
             assert isinstance(line["duration_ms"], float | int)
-        assert "abc123secretcode" not in log_buffer.getvalue()
+        assert "abc123secretcode" not in log_text(log_buffer)
 
     async def test_sign_in_leaves_no_secret_in_the_access_log(
             self, logged_gateway: str, log_buffer: io.StringIO) -> None:
@@ -246,6 +247,6 @@ class TestAccessLog:
             codes = [h.url for h in browser.history if "/oauth2/callback?" in h.url]
         assert codes
         code = dict(p.split("=", 1) for p in codes[0].split("?", 1)[1].split("&"))["code"]
-        output = log_buffer.getvalue()
+        output = log_text(log_buffer)
         assert code not in output
         assert CLIENT_SECRET not in output
