@@ -268,3 +268,21 @@ async def test_websocket_stays_open_when_the_session_refreshes(
         await asyncio.sleep(TOKEN_SECONDS + 1)
         await ws.send_str("still here")
         assert await ws.receive_str(timeout=2) == "echo:still here"
+
+
+async def test_sign_out_returns_to_rd_after_the_idp_logout(
+        make_gateway: GatewayFactory) -> None:
+    """rd given at sign-out (same-origin paths only) is where the browser ends up."""
+    gateway = await make_gateway(GATEWAY_AUTH_PUBLIC_PATHS="/goodbye")
+    async with ScriptedBrowser() as browser:
+        await browser.sign_in(f"{gateway.url}/", ALICE.username, ALICE.password)
+        confirm = await browser.get(f"{gateway.url}/oauth2/sign_out?rd=/goodbye%3Fa%3D1%26b%3D2")
+        form = confirm.forms()[0]
+        landed = await browser.post(form.action, data={})
+        assert landed.status == 200
+        echoed = landed.json()
+        assert isinstance(echoed, dict)
+        assert echoed["raw_path"] == "/goodbye?a=1&b=2"
+        evil = await browser.post(f"{gateway.url}/oauth2/sign_out?rd=https://evil.example/",
+                                  data={})
+        assert str(evil.url) == f"{gateway.url}/oauth2/signed_out"

@@ -23,6 +23,8 @@ from gateway.pages import html_page, json_response
 
 log = get_logger(__name__)
 routes = web.RouteTableDef()
+SIGNED_OUT_PATH = "/oauth2/signed_out"
+SIGNED_OUT_RETURN_TTL = 300
 
 
 @routes.get("/oauth2/sign_in")
@@ -82,9 +84,11 @@ async def callback(request: web.Request) -> web.StreamResponse:
 @routes.get("/oauth2/sign_out")
 async def sign_out_page(request: web.Request) -> web.StreamResponse:
     """A confirmation page: sign-out changes state, so it happens only by a same-origin POST."""
-    rd = escape(request.query.get("rd", "/"))
+    public_url = request.app[CONTEXT].settings.server.public_url
+    rd = safe_return_path(request.query.get("rd"), public_url)
+    action = escape(f"/oauth2/sign_out?rd={quote(rd, safe='/')}")
     body = ('<p>Sign out of this application and of the identity provider?</p>'
-            f'<form method="post" action="/oauth2/sign_out?rd={quote(rd, safe="/")}">'
+            f'<form method="post" action="{action}">'
             '<button type="submit">Sign out</button></form>')
     return html_page(200, "Sign out", body)
 
@@ -101,6 +105,11 @@ async def sign_out(request: web.Request) -> web.StreamResponse:
     with contextlib.suppress(IdPError):
         target = ctx.provider.logout_url(id_token=session.id_token if session else None) or target
     response = web.Response(status=303, headers={"Location": target, "Cache-Control": "no-store"})
+    rd = safe_return_path(request.query.get("rd"), ctx.settings.server.public_url)
+    if rd != "/":
+        # The IdP only returns to the registered logout_uri; /oauth2/signed_out goes on to rd.
+        ctx.store.cookies.set(response, _return_cookie(ctx.store.cookies.name), rd,
+                              max_age=SIGNED_OUT_RETURN_TTL, path=SIGNED_OUT_PATH)
     await ctx.store.end(request, response, session)
     ctx.metrics.sign_outs.inc()
     if session is not None and session.refresh_token:
@@ -112,10 +121,25 @@ async def sign_out(request: web.Request) -> web.StreamResponse:
     return response
 
 
-@routes.get("/oauth2/signed_out")
-async def signed_out(_request: web.Request) -> web.StreamResponse:
-    return html_page(200, "Signed out", '<p>You have been signed out.</p>'
-                     '<p><a href="/oauth2/sign_in">Sign in again</a></p>')
+@routes.get(SIGNED_OUT_PATH)
+async def signed_out(request: web.Request) -> web.StreamResponse:
+    """The landing page after sign-out, or on to the `rd` given at sign-out."""
+    ctx = request.app[CONTEXT]
+    name = _return_cookie(ctx.store.cookies.name)
+    rd = safe_return_path(request.cookies.get(name), ctx.settings.server.public_url)
+    response: web.Response
+    if name in request.cookies and rd != "/":
+        response = web.Response(status=302, headers={"Location": rd, "Cache-Control": "no-store"})
+    else:
+        response = html_page(200, "Signed out", '<p>You have been signed out.</p>'
+                             '<p><a href="/oauth2/sign_in">Sign in again</a></p>')
+    if name in request.cookies:
+        ctx.store.cookies.delete(response, name, path=SIGNED_OUT_PATH)
+    return response
+
+
+def _return_cookie(cookie_name: str) -> str:
+    return f"{cookie_name}_signed_out_rd"
 
 
 @routes.get("/oauth2/userinfo")
