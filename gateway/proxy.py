@@ -11,6 +11,7 @@ WebSocket upgrades are handed to gateway/websocket.py.
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -34,7 +35,7 @@ from gateway.forwarding import (
 from gateway.keys import REQUEST_ID, UPSTREAM_IDENTITY, run_before_prepare
 from gateway.observability.metrics import Metrics
 from gateway.sessions.cookies import CookiePolicy
-from gateway.websocket import is_websocket_upgrade, proxy_websocket
+from gateway.websocket import close_sockets, is_websocket_upgrade, proxy_websocket
 
 MAX_FIELD_SIZE = 65536
 SMALL_BODY = 65536
@@ -51,6 +52,7 @@ class UpstreamProxy:
         self._cookies = cookies
         self._metrics = metrics
         self._client: aiohttp.ClientSession | None = None
+        self.open_sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
 
     async def start(self) -> None:
         t = self._settings.timeout_seconds
@@ -61,6 +63,10 @@ class UpstreamProxy:
             max_field_size=MAX_FIELD_SIZE, max_line_size=MAX_FIELD_SIZE,
             skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
         )
+
+    async def close_websockets(self) -> None:
+        """Close this app's open WebSockets with 1001 (going away)."""
+        await close_sockets(self.open_sockets)
 
     async def close(self) -> None:
         if self._client is not None:

@@ -20,7 +20,6 @@ from gateway.keys import CONTEXT
 from gateway.observability.access_log import JsonAccessLogger
 from gateway.observability.logging import flush_logs, get_logger
 from gateway.observability.metrics import Metrics
-from gateway.websocket import close_all_sockets
 
 log = get_logger(__name__)
 KEEPALIVE_TIMEOUT = 75.0  # above common load balancers' idle timeout (ALB: 60 s)
@@ -61,7 +60,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
         log.info("shutting_down", drain_seconds=settings.server.shutdown_timeout_seconds)
         app[CONTEXT].shutting_down = True
         await asyncio.sleep(settings.server.shutdown_delay_seconds)
-        await close_all_sockets()
+        await app[CONTEXT].proxy.close_websockets()
         await runner.cleanup()
         await metrics_runner.cleanup()
         for sig in (signal.SIGTERM, signal.SIGINT):

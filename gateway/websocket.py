@@ -3,7 +3,8 @@
 Frames pass as they are (autoping off, so pings and their payloads reach the other side); a
 close from either side is forwarded with its code. A socket opened with a session closes with
 1008 (policy violation) when the session's tokens expire, unless `SocketDeadline.renew` extends
-them. Open sockets are tracked so that shutdown can close them with 1001 (going away).
+them. Each app's proxy tracks its open sockets so that shutdown can close them with 1001
+(going away).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
     from gateway.proxy import UpstreamProxy
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
-OPEN_SOCKETS: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
 
 
 @dataclass
@@ -61,7 +61,7 @@ async def proxy_websocket(request: web.Request, proxy: UpstreamProxy) -> web.Str
         protocols=[upstream.protocol] if upstream.protocol else ())
     await run_before_prepare(request, downstream)
     await downstream.prepare(request)
-    OPEN_SOCKETS.add(downstream)
+    proxy.open_sockets.add(downstream)
     # aiohttp wants the server socket read in the handler's task: upstream -> client runs aside.
     pump_down = asyncio.create_task(_pump(upstream, downstream))
     watchdog = asyncio.create_task(_expire(downstream, request.get(SOCKET_DEADLINE)))
@@ -74,7 +74,7 @@ async def proxy_websocket(request: web.Request, proxy: UpstreamProxy) -> web.Str
             await pump_down
         if not downstream.closed:
             await downstream.close(code=upstream.close_code or WSCloseCode.GOING_AWAY)
-        OPEN_SOCKETS.discard(downstream)
+        proxy.open_sockets.discard(downstream)
     return downstream
 
 
@@ -106,7 +106,7 @@ async def _expire(downstream: web.WebSocketResponse, deadline: SocketDeadline | 
         deadline.expires_at = renewed
 
 
-async def close_all_sockets() -> None:
-    """Close every open client socket with 1001 (going away), for shutdown."""
-    for ws in list(OPEN_SOCKETS):
+async def close_sockets(sockets: weakref.WeakSet[web.WebSocketResponse]) -> None:
+    """Close client sockets with 1001 (going away), for shutdown."""
+    for ws in list(sockets):
         await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")

@@ -10,6 +10,7 @@ is how the proxy recognises (and withholds) them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from aiohttp import web
 
@@ -23,14 +24,15 @@ class CookiePolicy:
     secure: bool
     samesite: str
 
-    def chunk_names(self) -> list[str]:
-        return [self.name] + [f"{self.name}_{i}" for i in range(1, MAX_CHUNKS)]
+    @cached_property
+    def chunk_names(self) -> tuple[str, ...]:
+        return (self.name, *(f"{self.name}_{i}" for i in range(1, MAX_CHUNKS)))
 
     def read(self, request: web.Request) -> str | None:
         """The value spread over this cookie's chunks, or None when there is none."""
         own = self._own_cookies(request.headers.get("Cookie", ""))
         parts = []
-        for name in self.chunk_names():
+        for name in self.chunk_names:
             part = own.get(name)
             if part is None:
                 break
@@ -54,7 +56,7 @@ class CookiePolicy:
         chunks = [value[i:i + size] for i in range(0, len(value), size)]
         if len(chunks) > MAX_CHUNKS:
             raise ValueError(f"session of {len(value)} bytes exceeds {MAX_CHUNKS} cookies")
-        names = self.chunk_names()
+        names = self.chunk_names
         for name, chunk in zip(names, chunks, strict=False):
             self.set(response, name, chunk, max_age=max_age)
         for name in names[len(chunks):]:
@@ -63,7 +65,7 @@ class CookiePolicy:
 
     def clear(self, request: web.Request, response: web.StreamResponse) -> None:
         """Delete every chunk the request carried."""
-        for name in self.chunk_names():
+        for name in self.chunk_names:
             if name in request.cookies:
                 self.delete(response, name)
 
