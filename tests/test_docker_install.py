@@ -22,17 +22,16 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from gateway.demo.stack import free_port
 from gateway.devidp import DevIdp
 from tests.conftest import gateway_env
+from tests.support.processes import tail, wait_for_status
 
 REPO = Path(__file__).resolve().parent.parent
 ENV_REFERENCE = re.compile(r"\$(\w+)|\$\{(\w+)\}")
@@ -223,26 +222,6 @@ def test_the_installed_packages_are_the_pyproject_dependencies(image: BuiltImage
     assert not installed & {"pytest", "mypy", "ruff", "playwright", "pyyaml"}
 
 
-async def wait_for(url: str, status: int, process: asyncio.subprocess.Process,
-                   log: Path, within: float = 20.0) -> None:
-    deadline = time.monotonic() + within
-    async with aiohttp.ClientSession() as client:
-        while time.monotonic() < deadline:
-            assert process.returncode is None, tail(log)
-            try:
-                async with client.get(url) as response:
-                    if response.status == status:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    pytest.fail(f"{url} did not answer {status} within {within} s:\n{tail(log)}")
-
-
-def tail(log: Path) -> str:
-    return log.read_text(encoding="utf-8", errors="replace")[-4000:]
-
-
 def run_healthcheck(image: BuiltImage, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
     """The HEALTHCHECK CMD, as Docker runs it: exec form, the image's environment."""
     return subprocess.run(image.healthcheck, env=dict(env), capture_output=True, text=True,
@@ -271,9 +250,9 @@ async def test_the_installed_gateway_serves_ping_ready_and_passes_its_healthchec
             command, *image.entrypoint[1:], *image.cmd, env=env, cwd=image.root / "tmp",
             stdout=sink, stderr=asyncio.subprocess.STDOUT)
     try:
-        await wait_for(f"{gateway_url}/ping", 200, process, gateway_log)
-        await wait_for(f"{gateway_url}/ready", 200, process, gateway_log)
-        await wait_for(f"http://127.0.0.1:{metrics_port}/metrics", 200, process, gateway_log)
+        await wait_for_status(f"{gateway_url}/ping", 200, process, gateway_log)
+        await wait_for_status(f"{gateway_url}/ready", 200, process, gateway_log)
+        await wait_for_status(f"http://127.0.0.1:{metrics_port}/metrics", 200, process, gateway_log)
         healthy = await asyncio.to_thread(run_healthcheck, image, env)
         assert healthy.returncode == 0, healthy.stderr
         process.send_signal(signal.SIGTERM)

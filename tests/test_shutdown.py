@@ -24,6 +24,7 @@ from aiohttp import WSCloseCode, web
 from gateway.demo.stack import free_port
 from gateway.devidp import DevIdp
 from tests.conftest import gateway_env, serve
+from tests.support.processes import tail, wait_for_status
 
 REPO = Path(__file__).resolve().parent.parent
 CHUNKS = 8
@@ -72,30 +73,10 @@ class GatewayProcess:
         return tail(self.log)
 
 
-def tail(log: Path) -> str:
-    """The end of a process's output, for failure messages."""
-    return log.read_text(encoding="utf-8", errors="replace")[-4000:]
-
-
 def subprocess_env(config: dict[str, str]) -> dict[str, str]:
     """This process's environment without GATEWAY_* variables, plus `config`."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
     return clean | config
-
-
-async def wait_ready(url: str, process: asyncio.subprocess.Process, log: Path,
-                     within: float = 15.0) -> None:
-    """Poll /ready until 200; fail with the process output if it exits or `within` s pass."""
-    deadline = time.monotonic() + within
-    async with aiohttp.ClientSession() as client:
-        while time.monotonic() < deadline:
-            assert process.returncode is None, tail(log)
-            with contextlib.suppress(aiohttp.ClientError):
-                async with client.get(f"{url}/ready") as response:
-                    if response.status == 200:
-                        return
-            await asyncio.sleep(0.05)
-    pytest.fail(f"gateway not ready after {within} s:\n{tail(log)}")
 
 
 @pytest.fixture
@@ -121,7 +102,7 @@ async def running_gateway(idp: DevIdp, upstream: str, gateway_url: str, gateway_
             stdout=sink, stderr=asyncio.subprocess.STDOUT)
     running = GatewayProcess(process, gateway_url, gateway_port, log)
     try:
-        await wait_ready(gateway_url, process, log)
+        await wait_for_status(f"{gateway_url}/ready", 200, process, log, within=15.0)
         yield running
     finally:
         if process.returncode is None:
