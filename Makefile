@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint check install clean
+.PHONY: demo test lint check install clean bench soak
 
 # The runtime install: exactly what the Dockerfile installs.
 $(VENV)/.installed: pyproject.toml
@@ -12,9 +12,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[speed]'
 	touch $@
 
-# What the tests need on top: Python test tools, redis-server, Chromium, promtool, oidc-provider.
+# What the tests need on top: Python test tools and the optional extras (aws, otel), then
+# scripts/install-test-deps.sh adds redis-server, nginx, Chromium, promtool and oidc-provider.
 $(VENV)/.test-installed: $(VENV)/.installed
-	$(BIN)/pip install --quiet -e '.[speed,test]'
+	$(BIN)/pip install --quiet -e '.[speed,aws,otel,test]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -30,6 +31,16 @@ test: $(VENV)/.test-installed
 	bash scripts/install-test-deps.sh
 	$(MAKE) lint
 	$(BIN)/pytest
+
+# The project's own benchmark (127.0.0.1 only, bounded): see bench/README.md.
+bench: $(VENV)/.test-installed
+	bash scripts/install-test-deps.sh
+	$(BIN)/python -m bench
+
+# A bounded load-with-faults run against the local stand-in: see docs/reliability.md.
+soak: $(VENV)/.test-installed
+	bash scripts/install-test-deps.sh
+	$(BIN)/python -m tests.soak
 
 clean:
 	rm -rf $(VENV) tests/oidc_provider/node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -65,6 +65,21 @@ class ServerSettings:
         check=at_least(0))
     shutdown_timeout_seconds: float = _setting(
         25.0, "On SIGTERM, how long in-flight requests may take to finish.", check=at_least(0))
+    workers: int = _setting(
+        1, "Worker processes sharing `listen` (SO_REUSEPORT); a supervisor restarts a dead one "
+        "and /metrics reports the sum over workers.", check=at_least(1))
+    max_connections: int = _setting(
+        10000, "Client connections served at once per worker; further connections wait in the "
+        "listen backlog until one closes.", check=at_least(1))
+    max_header_bytes: int = _setting(
+        65536, "Longest request line or header line accepted from a client (larger: 431/400); "
+        "Cognito-sized session cookies need well over the common 8 KiB.", check=at_least(1024))
+    client_header_timeout_seconds: float = _setting(
+        20.0, "A client must send its request line and headers within this (slow-header "
+        "attacks); an idle keep-alive connection is closed after it too.", check=at_least(0.1))
+    client_body_timeout_seconds: float = _setting(
+        30.0, "Longest pause between two reads of a request body (slow-body attacks) before "
+        "the request fails with 408.", check=at_least(0.1))
 
 
 @dataclass(frozen=True)
@@ -76,6 +91,12 @@ class UpstreamSettings:
     max_request_body_bytes: int = _setting(
         0, "Largest request body forwarded (larger: 413); 0 = no limit.", check=at_least(0))
     websockets: bool = _setting(True, "Proxy WebSocket upgrades.")
+    max_websockets: int = _setting(
+        1024, "Open proxied WebSockets at once per worker; further upgrades get 503.",
+        check=at_least(1))
+    websocket_max_message_bytes: int = _setting(
+        16 * 1024 * 1024, "Largest WebSocket message relayed in either direction; a larger "
+        "one closes the socket with 1009 (message too big).", check=at_least(1024))
 
 
 @dataclass(frozen=True)
@@ -97,6 +118,15 @@ class CognitoSettings:
     logout_uri: str = _setting(
         "", "Where the IdP sends the browser after sign-out; default public_url + "
         "/oauth2/signed_out (register it on the app client).", check=http_url)
+    identity_providers: list[str] = _setting(
+        [], "Identity provider names that /oauth2/sign_in?identity_provider= may select "
+        "(an allow-list; any other name is ignored).")
+    timeout_seconds: float = _setting(
+        10.0, "Timeout of each call to the token endpoint and the IdP's other endpoints.",
+        check=at_least(0.1))
+    doctor_at_start: bool = _setting(
+        False, "With AWS credentials (the `aws` extra), read the app client through the Cognito "
+        "API at start, log the doctor's findings once, and name confirmed causes in hints.")
 
 
 @dataclass(frozen=True)
@@ -113,7 +143,23 @@ class SessionSettings:
     lifetime_seconds: int = _setting(86400, "Absolute session lifetime.", check=at_least(60))
     refresh_before_expiry_seconds: int = _setting(
         120, "Refresh tokens this long before the access or ID token expires.", check=at_least(0))
-    redis_url: str = _setting("redis://127.0.0.1:6379/0", "Redis for store = redis.", secret=True)
+    revalidate_seconds: int = _setting(
+        300, "Cookie store: a session is re-checked with the IdP (a refresh) at least this often, "
+        "so a signed-out or revoked session stops working on every replica within it; 0 = only "
+        "when its tokens expire.", check=at_least(0))
+    redis_url: str = _setting(
+        "redis://127.0.0.1:6379/0", "Redis for store = redis: redis://, rediss:// (TLS) or "
+        "unix://; password and db from the URL.", secret=True)
+    redis_sentinels: list[str] = _setting(
+        [], "Sentinel addresses (host:port); set to find the master through Redis Sentinel.",
+        check=each(host_port))
+    redis_sentinel_master: str = _setting("mymaster", "The master name the sentinels monitor.")
+    redis_cluster: bool = _setting(False, "redis_url names one node of a Redis Cluster.")
+    redis_max_connections: int = _setting(
+        64, "Largest Redis connection pool per worker (per node with a cluster).",
+        check=at_least(1))
+    redis_timeout_seconds: float = _setting(
+        2.0, "Timeout of every Redis call, connecting included.", check=at_least(0.05))
 
 
 @dataclass(frozen=True)
@@ -135,6 +181,9 @@ class HeadersSettings:
         ["x-auth-request"], "Identity header sets sent upstream: x-auth-request, alb.",
         check=each(one_of("x-auth-request", "alb")))
     pass_access_token: bool = _setting(False, "Also send the access token upstream.")
+    pass_unverified_email: bool = _setting(
+        False, "Send X-Auth-Request-Email even when email_verified is not true (an unverified "
+        "email can be anyone's: never key accounts on it).")
 
 
 @dataclass(frozen=True)
@@ -180,6 +229,11 @@ class Settings:
     @property
     def bearer_client_ids(self) -> frozenset[str]:
         return frozenset(self.auth.bearer_client_ids or [self.cognito.client_id])
+
+    @property
+    def identity_provider_names(self) -> frozenset[str]:
+        """Every identity provider a sign-in may name (the allow-list, and the rules' ones)."""
+        return frozenset(self.cognito.identity_providers)
 
 
 COGNITO_ISSUER = re.compile(
@@ -352,6 +406,9 @@ def _cross_checks(settings: Settings) -> list[ConfigProblem]:
     if settings.session.cookie_samesite == "none" and not settings.session.cookie_secure:
         problems.append(ConfigProblem("session.cookie_samesite",
                                       "none requires session.cookie_secure = true"))
+    if settings.session.redis_sentinels and settings.session.redis_cluster:
+        problems.append(ConfigProblem("session.redis_cluster", "cannot be combined with "
+                                      "session.redis_sentinels (choose Sentinel or Cluster)"))
     public = urlsplit(settings.server.public_url)
     # Browsers accept Secure cookies from loopback origins even over http.
     insecure_origin = public.scheme == "http" and public.hostname not in LOOPBACK_HOSTS

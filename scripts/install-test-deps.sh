@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Install what the test suite needs beyond the Python venv, doing nothing that is already done:
-#   * Debian packages redis-server, chromium and prometheus (for promtool), with apt-get;
-#     `apt-get update` runs only when one of them is missing; sudo is used only when not root.
+#   * Debian packages redis-server (Sentinel and Cluster run from the same binary), chromium,
+#     prometheus (for promtool) and nginx-light (forward-auth and a dot-segment-resolving
+#     upstream in the tests), with apt-get; `apt-get update` runs only when one of them is
+#     missing; sudo is used only when not root. No service is started: tests run their own
+#     servers on loopback ports.
 #   * npm's oidc-provider for tests/oidc_provider, with `npm ci`, only when node_modules is
 #     missing or older than package-lock.json.
 # Quiet on success; on failure it says what failed and shows the failing command's output.
@@ -42,7 +45,7 @@ as_root() {
 
 # --- Debian packages -----------------------------------------------------------------------
 missing=()
-for package in redis-server chromium prometheus; do
+for package in redis-server chromium prometheus nginx-light; do
     if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
         missing+=("$package")
     fi

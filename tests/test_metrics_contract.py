@@ -33,13 +33,16 @@ CONTRACT: dict[str, tuple[str, ...]] = {
     "cognito_gateway_http_request_duration_seconds": (),
     "cognito_gateway_upstream_request_duration_seconds": (),
     "cognito_gateway_upstream_errors_total": ("reason",),
-    "cognito_gateway_auth_decisions_total": ("decision",),
+    "cognito_gateway_auth_decisions_total": ("decision", "rule"),
     "cognito_gateway_token_requests_total": ("grant_type", "outcome"),
     "cognito_gateway_token_request_duration_seconds": ("grant_type",),
     "cognito_gateway_session_refreshes_total": ("outcome",),
     "cognito_gateway_jwks_fetches_total": ("outcome",),
     "cognito_gateway_token_validation_failures_total": ("reason",),
     "cognito_gateway_build_info": ("version",),
+    "cognito_gateway_sign_ins_total": ("outcome",),
+    "cognito_gateway_sign_outs_total": (),
+    "cognito_gateway_ready": (),
 }
 SUFFIXES = {"counter": ("_total", "_created"), "gauge": ("",), "info": ("_info",),
             "histogram": ("", "_bucket", "_sum", "_count", "_created"), "summary": ("",)}
@@ -129,7 +132,8 @@ class TestExported:
         assert value("cognito_gateway_session_refreshes_total", outcome="ok") >= 1
         assert value("cognito_gateway_upstream_errors_total", reason="reset") == 1
         assert value("cognito_gateway_jwks_fetches_total", outcome="ok") >= 1
-        assert value("cognito_gateway_auth_decisions_total", decision="unauthorized") >= 1
+        assert value("cognito_gateway_auth_decisions_total", decision="unauthorized",
+                     rule="default") >= 1
         assert value("cognito_gateway_ready") == 1
 
     def test_every_exported_metric_is_documented(self, scrape: str) -> None:

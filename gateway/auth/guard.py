@@ -75,7 +75,7 @@ class Guard:
         return headers
 
     def count_redirect(self) -> None:
-        self._metrics.auth_decisions.labels(decision="redirected").inc()
+        self._metrics.auth_decisions.labels(decision="redirected", rule="default").inc()
 
     def is_public(self, path: str) -> bool:
         return any(fnmatchcase(path, pattern) for pattern in self._settings.auth.public_paths)
@@ -97,18 +97,18 @@ class Guard:
     async def check(self, request: web.Request) -> None:
         """Let the request through (setting its identity headers) or raise AuthError."""
         if self.is_public(request.path):
-            self._metrics.auth_decisions.labels(decision="public").inc()
+            self._metrics.auth_decisions.labels(decision="public", rule="default").inc()
             return
         principal = await self.principal(request)
         if principal is None:
-            self._metrics.auth_decisions.labels(decision="unauthorized").inc()
+            self._metrics.auth_decisions.labels(decision="unauthorized", rule="default").inc()
             raise Unauthenticated("sign-in required")
         allowed = self._settings.auth.allowed_groups
         if allowed and not set(allowed) & set(principal.identity.groups):
-            self._metrics.auth_decisions.labels(decision="forbidden").inc()
+            self._metrics.auth_decisions.labels(decision="forbidden", rule="default").inc()
             raise Forbidden("not a member of an allowed group")
         decision = "allowed" if principal.session is not None else "bearer"
-        self._metrics.auth_decisions.labels(decision=decision).inc()
+        self._metrics.auth_decisions.labels(decision=decision, rule="default").inc()
         request[UPSTREAM_IDENTITY] = self._headers.build(
             principal.identity, access_token=principal.access_token, exp=principal.expires_at,
             session_id=principal.session.sid if principal.session else None)

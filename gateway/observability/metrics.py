@@ -38,8 +38,9 @@ class Metrics:
             buckets=LATENCY_BUCKETS, registry=r)
         self.upstream_errors = Counter(p + "upstream_errors", "Failed upstream requests.",
                                        ["reason"], registry=r)
-        self.auth_decisions = Counter(p + "auth_decisions", "Guard decisions.", ["decision"],
-                                      registry=r)
+        self.auth_decisions = Counter(
+            p + "auth_decisions", "Guard decisions, by the deciding rule's index or `default`.",
+            ["decision", "rule"], registry=r)
         self.token_requests = Counter(p + "token_requests", "Calls to the IdP token endpoint.",
                                       ["grant_type", "outcome"], registry=r)
         self.token_request_duration = Histogram(
@@ -55,5 +56,13 @@ class Metrics:
                                 registry=r)
         self.sign_outs = Counter(p + "sign_outs", "Sign-outs.", registry=r)
         self.ready = Gauge(p + "ready", "1 when the gateway is ready to serve.", registry=r)
+        self.requests_refused = Counter(
+            p + "requests_refused", "Requests refused before any decision (bad_target, "
+            "unknown_endpoint, method_not_allowed, malformed, ...).", ["reason"], registry=r)
+        self.reauthentications = Counter(
+            p + "reauthentications", "Why signed-in users had to sign in again.", ["reason"],
+            registry=r)
+        self.config_reloads = Counter(p + "config_reloads", "Configuration reloads.",
+                                      ["outcome"], registry=r)
         self.build_info = Gauge(p + "build_info", "Build information.", ["version"], registry=r)
         self.build_info.labels(version=__version__).set(1)
