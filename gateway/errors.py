@@ -9,6 +9,10 @@ GatewayError
 │   └── TokenEndpointError         /oauth2/token (or /revoke) answered with an error
 ├── TokenValidationError           a token failed verification (reason is a bounded label)
 ├── SignInError                    the callback could not complete a sign-in (400 page)
+├── RequestRefused                 refused before any decision (reason is a bounded label)
+│   ├── BadTarget                  400: an ambiguous or malformed request target
+│   ├── UnknownEndpoint            404: a path under /oauth2/ the gateway does not serve
+│   └── MethodNotAllowed           405: a gateway endpoint called with another method
 ├── AuthError                      the request may not pass the guard
 │   ├── Unauthenticated            401: no session and no acceptable bearer token
 │   ├── Forbidden                  403: signed in, but not in allowed_groups
@@ -124,6 +128,49 @@ class SignInError(GatewayError):
         self.code = code
         self.hint = hint
         self.status = status
+
+
+class RequestRefused(GatewayError):
+    """The request was refused before any decision; `reason` labels the refusal metric."""
+
+    status = 400
+    reason = "bad_request"
+    code = "bad_request"
+
+    def __init__(self, detail: str, message: str) -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
+class BadTarget(RequestRefused):
+    """The request target is malformed, or ambiguous between strict and lenient servers.
+
+    `detail` names the class of the problem (encoded_slash, ambiguous_dot_segment, ...).
+    """
+
+    status = 400
+    reason = "bad_target"
+    code = "bad_target"
+
+
+class UnknownEndpoint(RequestRefused):
+    """A path under /oauth2/ that the gateway does not serve (it is never proxied)."""
+
+    status = 404
+    reason = "unknown_endpoint"
+    code = "not_found"
+
+
+class MethodNotAllowed(RequestRefused):
+    """A gateway endpoint called with a method it does not answer."""
+
+    status = 405
+    reason = "method_not_allowed"
+    code = "method_not_allowed"
+
+    def __init__(self, allowed: tuple[str, ...]) -> None:
+        super().__init__("method", f"this endpoint answers {', '.join(allowed)}")
+        self.allowed = allowed
 
 
 class AuthError(GatewayError):
