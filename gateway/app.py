@@ -13,29 +13,72 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway.auth.guard import guard_middleware
-from gateway.auth.routes import routes as auth_routes
+from gateway.auth.routes import ENDPOINTS, PREFIXED
 from gateway.config import Settings
 from gateway.context import GatewayContext
-from gateway.keys import CONTEXT
+from gateway.errors import BadTarget, RequestRefused, Unauthenticated
+from gateway.keys import CONTEXT, TARGET, run_before_prepare
 from gateway.observability.metrics import Metrics
 from gateway.observability.requests import request_middleware
+from gateway.routing import Endpoint, Router
+from gateway.target import RequestTarget
 
 MAX_FIELD_SIZE = 65536
 
 
 def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Application:
     """The gateway application for these settings."""
-    app = web.Application(middlewares=[request_middleware, guard_middleware],
+    app = web.Application(middlewares=[request_middleware],
                           handler_args={"max_field_size": MAX_FIELD_SIZE,
                                         "max_line_size": MAX_FIELD_SIZE})
-    app[CONTEXT] = GatewayContext.create(settings, metrics or Metrics())
-    app.router.add_get("/ping", ping)
-    app.router.add_get("/ready", ready)
-    app.add_routes(auth_routes)
-    app.router.add_route("*", "/{tail:.*}", proxy_handler)
+    ctx = app[CONTEXT] = GatewayContext.create(settings, metrics or Metrics())
+    router = Router(own_endpoints(), PREFIXED)
+
+    async def dispatch(request: web.Request) -> web.StreamResponse:
+        """Every request: a gateway endpoint by its normalised path, else guard and proxy."""
+        target = request[TARGET]
+        endpoint = router.endpoint(target)
+        for reading in target.readings[1:]:
+            if not _same_route(router, ctx, target, reading, endpoint):
+                raise BadTarget("ambiguous_parameters", "path parameters change the route")
+        if endpoint is not None:
+            return await endpoint.handler(request.method)(request)
+        return await _guarded_proxy(request, ctx, target)
+
+    app.router.add_route("*", "/{tail:.*}", dispatch)
     app.cleanup_ctx.append(_lifecycle)
     return app
+
+
+def own_endpoints() -> dict[str, Endpoint]:
+    """The gateway's own endpoints by exact path: they are answered here, never proxied."""
+    return {"/ping": Endpoint({"GET": ping}), "/ready": Endpoint({"GET": ready}), **ENDPOINTS}
+
+
+def _same_route(router: Router, ctx: GatewayContext, target: RequestTarget,
+                reading: RequestTarget, endpoint: Endpoint | None) -> bool:
+    """True when another reading of the target is routed and classified the same way."""
+    try:
+        other = router.endpoint(reading)
+    except RequestRefused:
+        return False
+    return other is endpoint and ctx.guard.path_class(reading) == ctx.guard.path_class(target)
+
+
+async def _guarded_proxy(request: web.Request, ctx: GatewayContext,
+                         target: RequestTarget) -> web.StreamResponse:
+    guard = ctx.guard
+    try:
+        await guard.check(request, target)
+    except Unauthenticated:
+        if not guard.is_navigation(request):
+            raise
+        response = web.Response(status=302)
+        response.headers["Location"] = guard.start_sign_in(response, target.forwarded)
+        await run_before_prepare(request, response)
+        guard.count_redirect()
+        return response
+    return await ctx.proxy.handle(request)
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -55,10 +98,6 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     with contextlib.suppress(asyncio.CancelledError):
         await loader
     await ctx.close()
-
-
-async def proxy_handler(request: web.Request) -> web.StreamResponse:
-    return await request.app[CONTEXT].proxy.handle(request)
 
 
 async def ping(_request: web.Request) -> web.Response:

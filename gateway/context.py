@@ -38,6 +38,7 @@ class GatewayContext:
     alb: AlbDataSigner
     guard: Guard
     proxy: UpstreamProxy
+    trusted: TrustedProxies
     shutting_down: bool = False
 
     @classmethod
@@ -63,11 +64,11 @@ class GatewayContext:
                             signer=ALB_SIGNER)
         guard = Guard(s, provider=provider, store=store, refresher=refresher,
                       headers=IdentityHeaders(s.headers, alb), pending=pending, metrics=metrics)
-        proxy = UpstreamProxy(s.upstream, trusted=TrustedProxies(s.server.trusted_proxies),
-                              cookies=cookies, metrics=metrics)
+        trusted = TrustedProxies(s.server.trusted_proxies)
+        proxy = UpstreamProxy(s.upstream, trusted=trusted, cookies=cookies, metrics=metrics)
         return cls(settings=s, metrics=metrics, idp_http=idp_http, provider=provider, store=store,
                    pending=pending, issuer=issuer, refresher=refresher, alb=alb, guard=guard,
-                   proxy=proxy)
+                   proxy=proxy, trusted=trusted)
 
     async def close(self) -> None:
         await self.proxy.close()

@@ -9,12 +9,14 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from gateway.context import GatewayContext  # noqa: F401 - named in the AppKey below
+    from gateway.target import RequestTarget  # noqa: F401 - named in a RequestKey below
     from gateway.websocket import SocketDeadline  # noqa: F401 - named in a RequestKey below
 
 BeforePrepare = Callable[[web.StreamResponse], Awaitable[None]]
 
 CONTEXT = web.AppKey["GatewayContext"]("context")
 REQUEST_ID = web.RequestKey("request_id", str)
+TARGET = web.RequestKey["RequestTarget"]("target")
 UPSTREAM_IDENTITY = web.RequestKey("upstream_identity", dict[str, str])
 BEFORE_PREPARE = web.RequestKey("before_prepare", list[BeforePrepare])
 SOCKET_DEADLINE = web.RequestKey["SocketDeadline"]("socket_deadline")

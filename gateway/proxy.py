@@ -32,7 +32,7 @@ from gateway.forwarding import (
     client_response_headers,
     upstream_request_headers,
 )
-from gateway.keys import REQUEST_ID, UPSTREAM_IDENTITY, run_before_prepare
+from gateway.keys import REQUEST_ID, TARGET, UPSTREAM_IDENTITY, run_before_prepare
 from gateway.observability.metrics import Metrics
 from gateway.sessions.cookies import CookiePolicy
 from gateway.websocket import close_sockets, is_websocket_upgrade, proxy_websocket
@@ -78,8 +78,8 @@ class UpstreamProxy:
         return self._client
 
     def target(self, request: web.Request) -> URL:
-        """The upstream URL with the request's raw path and query, byte-exact."""
-        return URL(str(self._base) + request.raw_path, encoded=True)
+        """The upstream URL for the request's normalised target (the query byte-exact)."""
+        return URL(str(self._base) + request[TARGET].forwarded, encoded=True)
 
     def headers(self, request: web.Request) -> CIMultiDict[str]:
         return upstream_request_headers(

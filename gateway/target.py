@@ -15,20 +15,25 @@ The query is kept byte-exact.
 
 Refused (`BadTarget.reason` says which), because a decision on one reading could be forwarded
 and served in another:
-- an encoded `/` or `\\` anywhere in the path (`%2F`, `%5C`), or one encoded twice (`%252F`);
+- an encoded `/` or `\\` anywhere in the path (`%2F`, `%5C`), and any escape encoded twice
+  (`%252F`, `%2561`): double-decoding frameworks read another path;
 - a raw backslash; NUL or another control character, raw or encoded;
+- an overlong UTF-8 encoding (`%C0%AF`), or characters that Unicode normalisation (NFKC)
+  turns into `/`, `\\` or a dot segment (`%EF%BC%8F` fullwidth solidus, `%E2%80%A5` two-dot
+  leader): old and normalising servers decode them to the delimiter;
 - a dot segment spelled with an encoded dot (`%2e%2e`, `.%2E`), or with path parameters
   (`..;x`, `.;`): servers disagree on whether they are dot segments;
 - a fragment (`#`), malformed percent-encoding, and forms other than origin and absolute.
 
 Path parameters (`/a;jsessionid=1/b`) are legal and forwarded as they are, but Tomcat-like
-servers drop them when routing: `without_params` is that second reading, and whoever decides
-on the path must reach the same decision for both (see `readings`).
+servers drop them when routing (some after decoding `%3B`): `without_params` is that second
+reading, and whoever decides on the path must reach the same decision for both (`readings`).
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from functools import cached_property
 from urllib.parse import unquote_to_bytes
@@ -40,8 +45,11 @@ _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 _PCHAR = _UNRESERVED | frozenset("!$&'()*+,;=:@%")
 _HEX = frozenset("0123456789abcdefABCDEF")
 _ABSOLUTE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
-_DOUBLE_ENCODED = re.compile(r"%25(2e|2f|5c|00)", re.IGNORECASE)
+_DOUBLE_ENCODED = re.compile(r"%25[0-9a-f]{2}", re.IGNORECASE)
 _DOT_SEGMENTS = frozenset({".", ".."})
+_PARAMS = re.compile(r";|%3B")
+# Lead bytes that are always overlong (C0, C1), and second bytes that make E0/F0 overlong.
+_OVERLONG = re.compile(rb"[\xc0\xc1]|\xe0[\x80-\x9f]|\xf0[\x80-\x8f]")
 
 
 @dataclass(frozen=True)
@@ -73,11 +81,12 @@ class RequestTarget:
 
     @cached_property
     def without_params(self) -> RequestTarget | None:
-        """The reading of a server that drops `;params` from segments, when it differs."""
-        if ";" not in self.path:
+        """The reading of a server that drops `;params` from segments (before or after
+        decoding `%3B`), when it differs."""
+        if ";" not in self.path and "%3B" not in self.path:
             return None
-        path = _merge("/".join(segment.partition(";")[0] for segment in self.path.split("/")))
-        return RequestTarget(path, self.query)
+        segments = (_PARAMS.split(segment, 1)[0] for segment in self.path.split("/"))
+        return RequestTarget(_merge("/".join(segments)), self.query)
 
     @property
     def readings(self) -> tuple[RequestTarget, ...]:
@@ -107,8 +116,6 @@ def parse_target(raw: str) -> RequestTarget:
 
 def normalise_path(path: str) -> str:
     """The normalised form of an absolute path (see the module docstring); BadTarget if not."""
-    if _DOUBLE_ENCODED.search(path):
-        raise BadTarget("double_encoding", "a delimiter is percent-encoded twice")
     kept: list[str] = []
     trailing = False
     for raw_segment in path.split("/")[1:]:
@@ -121,7 +128,10 @@ def normalise_path(path: str) -> str:
         trailing = not segment
         if segment:
             kept.append(segment)
-    return "/" + "/".join(kept) + ("/" if trailing and kept else "")
+    normal = "/" + "/".join(kept) + ("/" if trailing and kept else "")
+    if "%25" in normal and _DOUBLE_ENCODED.search(normal):  # also made by decoding %41 etc.
+        raise BadTarget("double_encoding", "a percent-escape is encoded twice")
+    return normal
 
 
 def _is_dot_segment(raw_segment: str) -> bool:
@@ -166,7 +176,23 @@ def _normalise_segment(segment: str) -> str:
             raise BadTarget("control_character", "a control character in the path")
         out.append(ch if ch in _PCHAR else "".join(f"%{b:02X}" for b in ch.encode()))
         i += 1
-    return "".join(out)
+    normal = "".join(out)
+    if "%" in normal:
+        _check_non_ascii(normal)
+    return normal
+
+
+def _check_non_ascii(segment: str) -> None:
+    """Refuse encodings that some server decodes to a path delimiter."""
+    raw = unquote_to_bytes(segment)
+    if raw.isascii():
+        return
+    if _OVERLONG.search(raw):
+        raise BadTarget("overlong_utf8", "an overlong UTF-8 encoding in the path")
+    folded = unicodedata.normalize("NFKC", raw.decode("utf-8", "surrogateescape"))
+    if "/" in folded or "\\" in folded or folded.partition(";")[0].rstrip(" ") in _DOT_SEGMENTS:
+        raise BadTarget("confusable_delimiter", "characters that normalise to / \\ or a dot "
+                        "segment")
 
 
 def _merge(path: str) -> str:

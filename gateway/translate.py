@@ -7,6 +7,7 @@
 | SessionUnavailable, IdPError| 503 page with retry link       | 503 JSON                   |
 | SignInError                 | page with code, hint, retry    | same page                  |
 | UpstreamError               | 502 / 504 / 413 (plain JSON)   | same                       |
+| RequestRefused              | 400 / 404 / 405 (plain JSON)   | same                       |
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from gateway.errors import (
     AuthError,
     GatewayError,
     IdPError,
+    MethodNotAllowed,
+    RequestRefused,
     SignInError,
     Unauthenticated,
     UpstreamError,
@@ -55,6 +58,10 @@ def error_response(request: web.Request, exc: GatewayError) -> web.Response:
                               hint=message, request_id=request_id, retry_url=request.raw_path)
         return json_response(503, {"error": "idp_unavailable", "message": message,
                                    "request_id": request_id})
+    if isinstance(exc, RequestRefused):
+        allow = {"Allow": ", ".join(exc.allowed)} if isinstance(exc, MethodNotAllowed) else None
+        return json_response(exc.status, {"error": exc.code, "message": str(exc),
+                                          "request_id": request_id}, headers=allow)
     if isinstance(exc, UpstreamError):
         return json_response(exc.status, {"error": f"upstream_{exc.reason}",
                                           "message": str(exc), "request_id": request_id})

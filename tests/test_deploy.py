@@ -18,7 +18,7 @@ import pytest
 import yaml
 from cryptography.fernet import Fernet
 
-from gateway.app import create_app, create_metrics_app
+from gateway.app import create_app, create_metrics_app, own_endpoints
 from gateway.cli import _parser as cli_parser
 from gateway.config import SECTIONS, ServerSettings, Settings, load_settings
 from gateway.devidp import load_pool
@@ -154,8 +154,7 @@ async def served_paths(tmp_path: Path) -> AsyncIterator[tuple[set[str], set[str]
     """GET paths the gateway app routes itself (not the catch-all proxy), and the metrics app's."""
     app = create_app(k8s_settings(tmp_path))
     try:
-        own = {r.canonical for r in app.router.resources()
-               if "{" not in r.canonical and any(route.method in {"GET", "*"} for route in r)}
+        own = {path for path, endpoint in own_endpoints().items() if "GET" in endpoint.methods}
         metrics = {r.canonical for r in create_metrics_app(Metrics()).router.resources()}
         yield own, metrics
     finally:

@@ -30,22 +30,19 @@ from gateway.errors import Forbidden, TokenValidationError, Unauthenticated
 from gateway.identity import Identity
 from gateway.keys import (
     BEFORE_PREPARE,
-    CONTEXT,
     SOCKET_DEADLINE,
+    TARGET,
     UPSTREAM_IDENTITY,
     BeforePrepare,
-    run_before_prepare,
 )
 from gateway.observability.metrics import Metrics
 from gateway.sessions.model import Session
 from gateway.sessions.refresh import RefreshCoordinator, RefreshRejected
 from gateway.sessions.store import SessionStore
+from gateway.target import RequestTarget
 from gateway.websocket import SocketDeadline
 
 BEARER_CACHE_SIZE = 4096
-OWN_PREFIXES = ("/oauth2/",)
-OWN_PATHS = frozenset({"/ping", "/ready"})
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True)
@@ -77,15 +74,22 @@ class Guard:
     def count_redirect(self) -> None:
         self._metrics.auth_decisions.labels(decision="redirected", rule="default").inc()
 
-    def is_public(self, path: str) -> bool:
-        return any(fnmatchcase(path, pattern) for pattern in self._settings.auth.public_paths)
+    def is_public(self, target: RequestTarget) -> bool:
+        """True when `auth.public_paths` matches the decoded normalised path."""
+        return any(fnmatchcase(target.decoded, p) for p in self._settings.auth.public_paths)
 
-    def is_api(self, path: str) -> bool:
-        return any(fnmatchcase(path, pattern) for pattern in self._settings.auth.api_paths)
+    def is_api(self, target: RequestTarget) -> bool:
+        """True when `auth.api_paths` matches the decoded normalised path."""
+        return any(fnmatchcase(target.decoded, p) for p in self._settings.auth.api_paths)
+
+    def path_class(self, target: RequestTarget) -> tuple[bool, bool]:
+        """What the path alone decides (public, api): equal for every reading of a target."""
+        return self.is_public(target), self.is_api(target)
 
     def is_navigation(self, request: web.Request) -> bool:
         """A browser page load, which may be redirected to sign-in (XHR/fetch get 401)."""
-        if request.method not in {"GET", "HEAD"} or self.is_api(request.path):
+        target = request.get(TARGET)
+        if request.method not in {"GET", "HEAD"} or (target is not None and self.is_api(target)):
             return False
         if request.headers.get("X-Requested-With", "").lower() == "xmlhttprequest":
             return False
@@ -94,9 +98,13 @@ class Guard:
             return False
         return "text/html" in request.headers.get("Accept", "")
 
-    async def check(self, request: web.Request) -> None:
-        """Let the request through (setting its identity headers) or raise AuthError."""
-        if self.is_public(request.path):
+    async def check(self, request: web.Request, target: RequestTarget | None) -> None:
+        """Let the request through (setting its identity headers) or raise AuthError.
+
+        `target` is the path decided on; None when it is unknown (forward-auth without a
+        trusted original URI): then no path is public.
+        """
+        if target is not None and self.is_public(target):
             self._metrics.auth_decisions.labels(decision="public", rule="default").inc()
             return
         principal = await self.principal(request)
@@ -184,22 +192,3 @@ class Guard:
         return self._provider.authorize_url(
             state=pending.state, nonce=pending.nonce,
             code_challenge=code_challenge(verifier) if verifier else None)
-
-
-@web.middleware
-async def guard_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Run the guard for every proxied path; redirect browser navigations to sign-in."""
-    if request.path.startswith(OWN_PREFIXES) or request.path in OWN_PATHS:
-        return await handler(request)
-    guard = request.app[CONTEXT].guard
-    try:
-        await guard.check(request)
-    except Unauthenticated:
-        if not guard.is_navigation(request):
-            raise
-        response = web.Response(status=302)
-        response.headers["Location"] = guard.start_sign_in(response, request.raw_path)
-        await run_before_prepare(request, response)
-        guard.count_redirect()
-        return response
-    return await handler(request)

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from gateway.auth.redirects import safe_return_path
 from gateway.errors import (
+    BadTarget,
     GatewayError,
     IdPError,
     SignInError,
@@ -17,17 +18,19 @@ from gateway.errors import (
     TokenValidationError,
     Unauthenticated,
 )
-from gateway.keys import CONTEXT, run_before_prepare
+from gateway.forwarding import TrustedProxies
+from gateway.keys import CONTEXT, TARGET, run_before_prepare
 from gateway.observability.logging import get_logger
 from gateway.pages import html_page, json_response
+from gateway.routing import Endpoint
+from gateway.target import RequestTarget, parse_target
 
 log = get_logger(__name__)
-routes = web.RouteTableDef()
 SIGNED_OUT_PATH = "/oauth2/signed_out"
 SIGNED_OUT_RETURN_TTL = 300
+PUBLIC_KEYS_PREFIX = "/oauth2/public-keys/"
 
 
-@routes.get("/oauth2/sign_in")
 async def sign_in(request: web.Request) -> web.StreamResponse:
     """Start a sign-in and come back to `rd` (same-origin paths only)."""
     ctx = request.app[CONTEXT]
@@ -38,7 +41,6 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
     return response
 
 
-@routes.get("/oauth2/callback")
 async def callback(request: web.Request) -> web.StreamResponse:
     """Finish a sign-in: check state, exchange the code, verify the ID token, start a session."""
     ctx = request.app[CONTEXT]
@@ -81,7 +83,6 @@ async def callback(request: web.Request) -> web.StreamResponse:
     return response
 
 
-@routes.get("/oauth2/sign_out")
 async def sign_out_page(request: web.Request) -> web.StreamResponse:
     """A confirmation page: sign-out changes state, so it happens only by a same-origin POST."""
     public_url = request.app[CONTEXT].settings.server.public_url
@@ -93,7 +94,6 @@ async def sign_out_page(request: web.Request) -> web.StreamResponse:
     return html_page(200, "Sign out", body)
 
 
-@routes.post("/oauth2/sign_out")
 async def sign_out(request: web.Request) -> web.StreamResponse:
     """End the session, revoke its refresh token, and end the IdP session."""
     ctx = request.app[CONTEXT]
@@ -121,7 +121,6 @@ async def sign_out(request: web.Request) -> web.StreamResponse:
     return response
 
 
-@routes.get(SIGNED_OUT_PATH)
 async def signed_out(request: web.Request) -> web.StreamResponse:
     """The landing page after sign-out, or on to the `rd` given at sign-out."""
     ctx = request.app[CONTEXT]
@@ -142,7 +141,6 @@ def _return_cookie(cookie_name: str) -> str:
     return f"{cookie_name}_signed_out_rd"
 
 
-@routes.get("/oauth2/userinfo")
 async def userinfo(request: web.Request) -> web.StreamResponse:
     """The signed-in identity as JSON; 401 without a session or bearer token."""
     principal = await request.app[CONTEXT].guard.principal(request)
@@ -156,29 +154,61 @@ async def userinfo(request: web.Request) -> web.StreamResponse:
     return response
 
 
-@routes.get("/oauth2/auth")
 async def forward_auth(request: web.Request) -> web.StreamResponse:
-    """Forward-auth (nginx auth_request, Traefik forwardAuth): 202 + identity headers, or 401."""
+    """Forward-auth (nginx auth_request, Traefik forwardAuth): 202 + identity headers, or 401.
+
+    The original URI is believed only from `server.trusted_proxies`, and normalised like any
+    request target; without it no path counts as public.
+    """
     ctx = request.app[CONTEXT]
-    await ctx.guard.check(request)
+    original = _original_target(request, ctx.trusted)
+    if original is not None and len({ctx.guard.path_class(r) for r in original.readings}) > 1:
+        raise BadTarget("ambiguous_parameters", "path parameters change the decision")
+    await ctx.guard.check(request, original)
     response = web.Response(status=202, headers=ctx.guard.identity_headers(request))
     await run_before_prepare(request, response)
     return response
 
 
-@routes.get("/oauth2/jwks.json")
 async def jwks(request: web.Request) -> web.StreamResponse:
     signer = request.app[CONTEXT].alb
     return json_response(200, {"keys": [signer.jwk]}, headers={"Cache-Control": "max-age=3600"})
 
 
-@routes.get("/oauth2/public-keys/{kid}")
 async def public_key(request: web.Request) -> web.StreamResponse:
     signer = request.app[CONTEXT].alb
-    if request.match_info["kid"] != signer.kid:
+    if request[TARGET].path[len(PUBLIC_KEYS_PREFIX):] != signer.kid:
         raise web.HTTPNotFound(text="unknown key id")
     return web.Response(text=signer.public_pem, content_type="application/x-pem-file",
                         headers={"Cache-Control": "max-age=3600"})
+
+
+ENDPOINTS = {
+    "/oauth2/sign_in": Endpoint({"GET": sign_in}),
+    "/oauth2/callback": Endpoint({"GET": callback}),
+    "/oauth2/sign_out": Endpoint({"GET": sign_out_page, "POST": sign_out}),
+    SIGNED_OUT_PATH: Endpoint({"GET": signed_out}),
+    "/oauth2/userinfo": Endpoint({"GET": userinfo}),
+    "/oauth2/auth": Endpoint({"GET": forward_auth}),
+    "/oauth2/jwks.json": Endpoint({"GET": jwks}),
+}
+"""The gateway's endpoints under /oauth2/, by exact normalised path."""
+PREFIXED = {PUBLIC_KEYS_PREFIX: Endpoint({"GET": public_key})}
+"""Endpoint families: the path continues with one segment (the key id)."""
+
+
+ORIGINAL_URI_HEADERS = ("X-Forwarded-Uri", "X-Original-URI")
+
+
+def _original_target(request: web.Request, trusted: TrustedProxies) -> RequestTarget | None:
+    """The target of the request being authorised, from a trusted proxy's header."""
+    if request.remote not in trusted:
+        return None
+    for name in ORIGINAL_URI_HEADERS:
+        value = request.headers.get(name)
+        if value is not None:
+            return parse_target(value)
+    return None
 
 
 def _same_origin(request: web.Request, public_url: str) -> bool:

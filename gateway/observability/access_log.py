@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from gateway.keys import REQUEST_ID
+from gateway.keys import REQUEST_ID, TARGET
 from gateway.observability.logging import redact, write_rendered
 
 LOGGER_NAME = "gateway.access"
@@ -26,7 +26,7 @@ class JsonAccessLogger(AbstractAccessLogger):
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         fields = {
             "event": "request", "request_id": request.get(REQUEST_ID), "method": request.method,
-            "path": request.path, "status": response.status,
+            "path": _path(request), "status": response.status,
             "duration_ms": round(time * 1000, 2), "bytes_sent": response.body_length,
             "remote": request.remote, "user_agent": request.headers.get("User-Agent"),
             "level": "info", "logger": LOGGER_NAME,
@@ -37,3 +37,9 @@ class JsonAccessLogger(AbstractAccessLogger):
     @property
     def enabled(self) -> bool:
         return self.logger.isEnabledFor(logging.INFO)
+
+
+def _path(request: web.BaseRequest) -> str:
+    """The normalised path decided on, or the raw one (shortened) for a refused target."""
+    target = request.get(TARGET)
+    return target.path if target is not None else request.raw_path.partition("?")[0][:256]

@@ -15,10 +15,11 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import web
 
-from gateway.errors import GatewayError
-from gateway.keys import CONTEXT, REQUEST_ID, run_before_prepare
+from gateway.errors import GatewayError, RequestRefused
+from gateway.keys import CONTEXT, REQUEST_ID, TARGET, run_before_prepare
 from gateway.observability.logging import get_logger
 from gateway.observability.metrics import normalise_method
+from gateway.target import parse_target
 from gateway.translate import error_response
 
 log = get_logger("gateway.request")
@@ -41,11 +42,16 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
     status = 500
     try:
         try:
+            request[TARGET] = parse_target(request.raw_path)
             response = await handler(request)
         except GatewayError as exc:
             response = error_response(request, exc)
             await run_before_prepare(request, response)
-            if response.status >= 500:
+            if isinstance(exc, RequestRefused):
+                metrics.requests_refused.labels(reason=exc.reason).inc()
+                log.warning("request_refused", reason=exc.reason, detail=exc.detail,
+                            method=normalise_method(request.method))
+            elif response.status >= 500:
                 log.warning("request_failed", error=type(exc).__name__, detail=str(exc))
         status = response.status
         if not response.prepared:
