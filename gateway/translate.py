@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from gateway.auth.redirects import safe_return_path
 from gateway.errors import (
     AuthError,
     GatewayError,
@@ -26,14 +27,17 @@ from gateway.errors import (
     Unauthenticated,
     UpstreamError,
 )
-from gateway.keys import CONTEXT, REQUEST_ID
+from gateway.keys import CONTEXT, REQUEST_ID, TARGET
 from gateway.pages import error_page, json_response
 
 
 def error_response(request: web.Request, exc: GatewayError) -> web.Response:
     request_id = request.get(REQUEST_ID, "-")
-    navigation = request.app[CONTEXT].guard.is_navigation(request)
-    retry = f"/oauth2/sign_in?rd={quote(request.raw_path, safe='/')}"
+    ctx = request.app[CONTEXT]
+    navigation = ctx.guard.is_navigation(request)
+    target = request.get(TARGET)
+    here = safe_return_path(target.forwarded if target else None, ctx.settings.server.public_url)
+    retry = f"/oauth2/sign_in?rd={quote(here, safe='/')}"
     if isinstance(exc, SignInError):
         return error_page(exc.status, title="Sign-in failed", code=exc.code, hint=exc.hint,
                           request_id=request_id, retry_url="/oauth2/sign_in")
@@ -48,14 +52,14 @@ def error_response(request: web.Request, exc: GatewayError) -> web.Response:
             return error_page(exc.status, title="Access denied" if exc.status == 403 else
                               "Sign-in unavailable", code=exc.code, hint=str(exc),
                               request_id=request_id,
-                              retry_url=None if exc.status == 403 else request.raw_path)
+                              retry_url=None if exc.status == 403 else here)
         return json_response(exc.status, {"error": exc.code, "message": str(exc),
                                           "request_id": request_id})
     if isinstance(exc, IdPError):
         message = "the identity provider is not available yet; try again shortly"
         if navigation:
             return error_page(503, title="Sign-in unavailable", code="idp_unavailable",
-                              hint=message, request_id=request_id, retry_url=request.raw_path)
+                              hint=message, request_id=request_id, retry_url=here)
         return json_response(503, {"error": "idp_unavailable", "message": message,
                                    "request_id": request_id})
     if isinstance(exc, RequestRefused):

@@ -23,6 +23,7 @@ from aiohttp import web
 
 from gateway.auth.headers import IdentityHeaders
 from gateway.auth.pending import PendingSignIn, PendingSignIns
+from gateway.auth.redirects import safe_return_path
 from gateway.cognito.pkce import code_challenge, random_token
 from gateway.cognito.provider import IdentityProvider
 from gateway.config import Settings
@@ -184,10 +185,14 @@ class Guard:
         return renew
 
     def start_sign_in(self, response: web.StreamResponse, return_to: str) -> str:
-        """Remember a new sign-in on the response; return the IdP URL to send the browser to."""
+        """Remember a new sign-in on the response; return the IdP URL to send the browser to.
+
+        `return_to` passes the same-origin check here, whoever chose it.
+        """
         verifier = random_token(48) if self._settings.cognito.pkce else None
-        pending = PendingSignIn(state=random_token(), nonce=random_token(),
-                                code_verifier=verifier, return_to=return_to)
+        pending = PendingSignIn(
+            state=random_token(), nonce=random_token(), code_verifier=verifier,
+            return_to=safe_return_path(return_to, self._settings.server.public_url))
         self._pending.remember(response, pending)
         return self._provider.authorize_url(
             state=pending.state, nonce=pending.nonce,

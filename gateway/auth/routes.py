@@ -73,7 +73,8 @@ async def callback(request: web.Request) -> web.StreamResponse:
                           "provider failed verification: " + str(exc)) from exc
     ctx.metrics.sign_ins.labels(outcome="ok").inc()
     log.info("signed_in", sub=session.identity.sub)
-    response = web.Response(status=302, headers={"Location": pending.return_to,
+    return_to = safe_return_path(pending.return_to, ctx.settings.server.public_url)
+    response = web.Response(status=302, headers={"Location": return_to,
                                                  "Cache-Control": "no-store"})
     ctx.pending.forget(response, state)
     old = await ctx.store.load(request)
