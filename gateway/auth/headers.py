@@ -18,6 +18,7 @@ class IdentityHeaders:
         self._auth_request = "x-auth-request" in settings.sets
         self._alb = alb if "alb" in settings.sets else None
         self._pass_access_token = settings.pass_access_token
+        self._pass_unverified_email = settings.pass_unverified_email
 
     def build(self, identity: Identity, *, access_token: str | None, exp: float,
               session_id: str | None = None) -> dict[str, str]:
@@ -25,7 +26,7 @@ class IdentityHeaders:
         if self._auth_request:
             headers["X-Auth-Request-User"] = identity.username
             headers["X-Auth-Request-Sub"] = identity.sub
-            if identity.email:
+            if identity.email and (identity.email_verified or self._pass_unverified_email):
                 headers["X-Auth-Request-Email"] = identity.email
             if identity.groups:
                 headers["X-Auth-Request-Groups"] = ",".join(identity.groups)

@@ -149,7 +149,8 @@ async def userinfo(request: web.Request) -> web.StreamResponse:
         raise Unauthenticated("sign-in required")
     ident = principal.identity
     response = json_response(200, {"sub": ident.sub, "username": ident.username,
-                                   "email": ident.email, "groups": list(ident.groups),
+                                   "email": ident.email, "email_verified": ident.email_verified,
+                                   "groups": list(ident.groups),
                                    "expires_at": int(principal.expires_at)})
     await run_before_prepare(request, response)
     return response
