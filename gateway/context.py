@@ -65,7 +65,8 @@ class GatewayContext:
         guard = Guard(s, provider=provider, store=store, refresher=refresher,
                       headers=IdentityHeaders(s.headers, alb), pending=pending, metrics=metrics)
         trusted = TrustedProxies(s.server.trusted_proxies)
-        proxy = UpstreamProxy(s.upstream, trusted=trusted, cookies=cookies, metrics=metrics)
+        proxy = UpstreamProxy(s.upstream, public_url=s.server.public_url, trusted=trusted,
+                              cookies=cookies, metrics=metrics)
         return cls(settings=s, metrics=metrics, idp_http=idp_http, provider=provider, store=store,
                    pending=pending, issuer=issuer, refresher=refresher, alb=alb, guard=guard,
                    proxy=proxy, trusted=trusted)

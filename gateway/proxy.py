@@ -44,9 +44,11 @@ SMALL_BODY = 65536
 class UpstreamProxy:
     """Forwards requests to one upstream over a pooled, cookie-less client session."""
 
-    def __init__(self, settings: UpstreamSettings, *, trusted: TrustedProxies,
+    def __init__(self, settings: UpstreamSettings, *, public_url: str, trusted: TrustedProxies,
                  cookies: CookiePolicy, metrics: Metrics) -> None:
         self._settings = settings
+        public = URL(public_url)
+        self._public_scheme, self._public_host = public.scheme, public.host_port_subcomponent
         self._base = URL(settings.url.rstrip("/"))
         self._trusted = trusted
         self._cookies = cookies
@@ -83,7 +85,8 @@ class UpstreamProxy:
 
     def headers(self, request: web.Request) -> CIMultiDict[str]:
         return upstream_request_headers(
-            request.headers, peer=request.remote, scheme=request.scheme, host=request.host,
+            request.headers, peer=request.remote, scheme=self._public_scheme,
+            host=self._public_host or "",
             trusted=self._trusted, own_cookie=self._cookies.owns,
             request_id=request[REQUEST_ID], identity=request.get(UPSTREAM_IDENTITY, {}))
 

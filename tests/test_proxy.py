@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import hashlib
+import json
 import os
 from collections.abc import AsyncIterator
 
@@ -13,6 +14,7 @@ import pytest
 from yarl import URL
 
 from tests.conftest import GatewayFactory, RunningGateway, sign_in_cookies
+from tests.support.rawhttp import raw_request
 
 
 def _headers(echoed: dict[str, object]) -> dict[str, str]:
@@ -93,6 +95,38 @@ async def test_forwarded_headers_are_set_and_untrusted_ones_replaced(
     assert headers["x-forwarded-for"] == "127.0.0.1"
     assert headers["x-forwarded-host"] == URL(gateway.url).host_port_subcomponent
     assert headers["x-forwarded-proto"] == "http"
+
+
+OVERRIDES = ["X-Original-URL", "X-Rewrite-URL", "X-Original-URI", "X-Forwarded-Uri",
+             "X-Forwarded-Path", "X-Forwarded-Prefix", "X-Original-Method", "X-Original-Host",
+             "X-Host", "X-Envoy-Original-Path", "X-HTTP-Method-Override", "X-HTTP-Method",
+             "X-Method-Override", "x_original_url"]
+
+
+@pytest.mark.parametrize("trusted", ["", "127.0.0.0/8"], ids=["untrusted", "trusted"])
+async def test_forwarded_host_and_proto_never_come_from_an_untrusted_client(
+        make_gateway: GatewayFactory, trusted: str) -> None:
+    """From an untrusted peer, X-Forwarded-Host/Proto are public_url's whatever Host and
+    X-Forwarded-* say; URL- and method-override headers never reach the upstream, trusted or
+    not."""
+    gateway = await make_gateway(GATEWAY_SERVER_TRUSTED_PROXIES=trusted,
+                                 GATEWAY_SERVER_PUBLIC_URL="https://app.example.com",
+                                 GATEWAY_SESSION_COOKIE_SECURE="true",
+                                 GATEWAY_AUTH_PUBLIC_PATHS="/*")
+    port = URL(gateway.url).port
+    assert port is not None
+    headers = {name: "/admin/panel" for name in OVERRIDES} | {
+        "X-Forwarded-Host": "forwarded.example", "X-Forwarded-Proto": "http"}
+    response = await raw_request(port, b"GET /page HTTP/1.1", headers | {"X-Host": "x"})
+    seen = _headers(json.loads(response.body))
+    assert response.status == 200
+    assert [name for name in OVERRIDES if name.lower() in seen] == []
+    if trusted:
+        assert (seen["x-forwarded-host"], seen["x-forwarded-proto"]) == ("forwarded.example",
+                                                                         "http")
+    else:
+        assert (seen["x-forwarded-host"], seen["x-forwarded-proto"]) == ("app.example.com",
+                                                                         "https")
 
 
 async def test_forwarded_headers_from_trusted_proxies_are_extended(
