@@ -49,10 +49,14 @@ async def callback(request: web.Request) -> web.StreamResponse:
     pending = ctx.pending.recall(request, state) if state else None
     if "error" in query:
         ctx.metrics.sign_ins.labels(outcome="idp_error").inc()
-        error = query["error"][:64]
-        log.warning("sign_in_idp_error", error=error,
-                    error_description=query.get("error_description", "")[:200])
-        raise SignInError(error, _authorize_error_hint(error, query.get("error_description")))
+        error = query["error"] if query["error"] in AUTHORIZE_ERRORS else "idp_error"
+        description = query.get("error_description", "")[:200]
+        log.warning("sign_in_idp_error", error=error, error_description=description,
+                    own_sign_in=pending is not None)
+        # The IdP's words are shown only for this browser's own sign-in: anyone can send a
+        # link to /oauth2/callback?error=...&error_description=<a phishing text>.
+        raise SignInError(error, _authorize_error_hint(
+            error, description if pending is not None else None))
     if pending is None:
         ctx.metrics.sign_ins.labels(outcome="state_mismatch").inc()
         raise SignInError("state_mismatch", "This sign-in link is unknown, expired or was already "
@@ -225,11 +229,20 @@ def _same_origin(request: web.Request, public_url: str) -> bool:
     return origin == f"{expected.scheme}://{expected.netloc}"
 
 
+AUTHORIZE_ERRORS = frozenset({
+    "invalid_request", "unauthorized_client", "access_denied", "unsupported_response_type",
+    "invalid_scope", "server_error", "temporarily_unavailable", "login_required",
+    "interaction_required", "consent_required", "account_selection_required",
+})
+"""Error codes of the authorization endpoint (RFC 6749 4.1.2.1, OIDC Core 3.1.2.6); any
+other value is shown as `idp_error`."""
+
+
 def _authorize_error_hint(error: str, description: str | None) -> str:
+    """The hint for an authorization error; the IdP's description is appended when given."""
     hints = {
-        "invalid_request": "The authorization request was refused as malformed"
-                           + (f" ({description})" if description else "")
-                           + ". Check cognito.scopes and that PKCE is enabled.",
+        "invalid_request": "The authorization request was refused as malformed. Check "
+                           "cognito.scopes, that PKCE is enabled, and the identity provider name.",
         "unauthorized_client": "The app client may not use the authorization code grant: enable "
                                "'Authorization code grant' on the app client.",
         "invalid_scope": "A requested scope is not allowed on the app client: compare "
@@ -238,4 +251,5 @@ def _authorize_error_hint(error: str, description: str | None) -> str:
         "login_required": "The identity provider needs an interactive sign-in.",
         "server_error": "The identity provider failed; try again.",
     }
-    return hints.get(error, "The identity provider refused the sign-in.")
+    hint = hints.get(error, "The identity provider refused the sign-in.")
+    return f"{hint} The identity provider said: {description}" if description else hint
