@@ -52,7 +52,9 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
                 log.warning("request_refused", reason=exc.reason, detail=exc.detail,
                             method=normalise_method(request.method))
             elif response.status >= 500:
-                log.warning("request_failed", error=type(exc).__name__, detail=str(exc))
+                cause = exc.__cause__
+                log.warning("request_failed", error=type(exc).__name__, detail=str(exc),
+                            cause=f"{type(cause).__name__}: {cause}" if cause else None)
         status = response.status
         if not response.prepared:
             response.headers.setdefault("X-Request-Id", request_id)

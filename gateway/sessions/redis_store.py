@@ -27,6 +27,12 @@ LOCK_MILLISECONDS = 15000
 WAIT_STEP = 0.05
 
 
+def _unavailable() -> SessionStoreUnavailable:
+    # Words only: Redis's own text names addresses and errno ("Error 111 connecting to
+    # 10.0.0.5:6379"), which must never reach a client; the cause is logged with the request.
+    return SessionStoreUnavailable("the session store is not answering; try again shortly")
+
+
 class RedisSessionStore(SessionStore):
     def __init__(self, cookies: CookiePolicy, cipher: Cipher, lifetime: int, *,
                  redis_url: str) -> None:
@@ -59,7 +65,7 @@ class RedisSessionStore(SessionStore):
         try:
             sealed = await self._redis.get(self._key(sid))
         except RedisError as exc:
-            raise SessionStoreUnavailable(f"redis: {exc}") from exc
+            raise _unavailable() from exc
         if isinstance(sealed, bytes):
             sealed = sealed.decode("ascii", "replace")
         data = self.cipher.open(sealed, ttl=self.lifetime) if sealed else None
@@ -76,7 +82,7 @@ class RedisSessionStore(SessionStore):
             await self._redis.set(self._key(session.sid), self.cipher.seal(session.to_dict()),
                                   ex=self._max_age(session))
         except RedisError as exc:
-            raise SessionStoreUnavailable(f"redis: {exc}") from exc
+            raise _unavailable() from exc
 
     async def end(self, request: web.Request, response: web.StreamResponse,
                   session: Session | None) -> None:
@@ -85,7 +91,7 @@ class RedisSessionStore(SessionStore):
             try:
                 await self._redis.delete(self._key(sid))
             except RedisError as exc:
-                raise SessionStoreUnavailable(f"redis: {exc}") from exc
+                raise _unavailable() from exc
         self.cookies.clear(request, response)
 
     def coordinate(self, refresher: Refresher) -> Refresher:
@@ -97,7 +103,7 @@ class RedisSessionStore(SessionStore):
             try:
                 acquired = await self._redis.set(lock, "1", nx=True, px=LOCK_MILLISECONDS)
             except RedisError as exc:
-                raise SessionStoreUnavailable(f"redis: {exc}") from exc
+                raise _unavailable() from exc
             if not acquired:
                 return await self._wait_for_refresh(session)
             try:
