@@ -23,14 +23,10 @@ from gateway.observability.requests import request_middleware
 from gateway.routing import Endpoint, Router
 from gateway.target import RequestTarget
 
-MAX_FIELD_SIZE = 65536
-
 
 def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Application:
     """The gateway application for these settings."""
-    app = web.Application(middlewares=[request_middleware],
-                          handler_args={"max_field_size": MAX_FIELD_SIZE,
-                                        "max_line_size": MAX_FIELD_SIZE})
+    app = web.Application(middlewares=[request_middleware])
     ctx = app[CONTEXT] = GatewayContext.create(settings, metrics or Metrics())
     router = Router(own_endpoints(), PREFIXED)
 

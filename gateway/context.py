@@ -66,7 +66,8 @@ class GatewayContext:
                       headers=IdentityHeaders(s.headers, alb), pending=pending, metrics=metrics)
         trusted = TrustedProxies(s.server.trusted_proxies)
         proxy = UpstreamProxy(s.upstream, public_url=s.server.public_url, trusted=trusted,
-                              cookies=cookies, metrics=metrics)
+                              cookies=cookies, metrics=metrics,
+                              body_timeout=s.server.client_body_timeout_seconds)
         return cls(settings=s, metrics=metrics, idp_http=idp_http, provider=provider, store=store,
                    pending=pending, issuer=issuer, refresher=refresher, alb=alb, guard=guard,
                    proxy=proxy, trusted=trusted)

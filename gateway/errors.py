@@ -18,10 +18,12 @@ GatewayError
 │   ├── Forbidden                  403: signed in, but not in allowed_groups
 │   ├── SessionUnavailable         503: tokens expired while the IdP is unreachable
 │   └── SessionStoreUnavailable    503: the session store (Redis) cannot be reached
+├── ClientRequestError             the client's request cannot be forwarded as it was sent
+│   ├── RequestBodyTooLarge        413: over upstream.max_request_body_bytes
+│   └── RequestBodyTimeout         408: the body stalled past client_body_timeout_seconds
 └── UpstreamError                  forwarding to the app failed before the response started
     ├── UpstreamConnectError       502
-    ├── UpstreamTimeout            504
-    └── RequestBodyTooLarge        413
+    └── UpstreamTimeout            504
 ```
 
 `network_failure_reason` is the single translation point from aiohttp's client exceptions to
@@ -208,6 +210,27 @@ class SessionStoreUnavailable(AuthError):
     code = "session_store_unavailable"
 
 
+class ClientRequestError(GatewayError):
+    """The client's request cannot be forwarded as it was sent."""
+
+    status = 400
+    code = "bad_request"
+
+
+class RequestBodyTooLarge(ClientRequestError):
+    """The request body exceeds `upstream.max_request_body_bytes`."""
+
+    status = 413
+    code = "request_body_too_large"
+
+
+class RequestBodyTimeout(ClientRequestError):
+    """The client stopped sending its body for longer than `client_body_timeout_seconds`."""
+
+    status = 408
+    code = "request_body_timeout"
+
+
 class UpstreamError(GatewayError):
     """Forwarding to the upstream failed before the response started."""
 
@@ -227,13 +250,6 @@ class UpstreamTimeout(UpstreamError):
 
     status = 504
     reason = "timeout"
-
-
-class RequestBodyTooLarge(UpstreamError):
-    """The request body exceeds `upstream.max_request_body_bytes`."""
-
-    status = 413
-    reason = "too_large"
 
 
 def network_failure_reason(exc: BaseException) -> str | None:

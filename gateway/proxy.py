@@ -10,6 +10,7 @@ WebSocket upgrades are handed to gateway/websocket.py.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import weakref
 from collections.abc import AsyncIterator
@@ -21,6 +22,8 @@ from yarl import URL
 
 from gateway.config import UpstreamSettings
 from gateway.errors import (
+    ClientRequestError,
+    RequestBodyTimeout,
     RequestBodyTooLarge,
     UpstreamConnectError,
     UpstreamError,
@@ -45,8 +48,9 @@ class UpstreamProxy:
     """Forwards requests to one upstream over a pooled, cookie-less client session."""
 
     def __init__(self, settings: UpstreamSettings, *, public_url: str, trusted: TrustedProxies,
-                 cookies: CookiePolicy, metrics: Metrics) -> None:
+                 cookies: CookiePolicy, metrics: Metrics, body_timeout: float) -> None:
         self._settings = settings
+        self._body_timeout = body_timeout
         public = URL(public_url)
         self._public_scheme, self._public_host = public.scheme, public.host_port_subcomponent
         self._base = URL(settings.url.rstrip("/"))
@@ -97,16 +101,26 @@ class UpstreamProxy:
         limit = self._settings.max_request_body_bytes
         if limit and (request.content_length or 0) > limit:
             raise RequestBodyTooLarge("request body exceeds upstream.max_request_body_bytes")
-        too_large = False
+        refused: list[ClientRequestError] = []
 
         async def body() -> AsyncIterator[bytes]:
-            nonlocal too_large
+            # The client's failures are remembered here: aiohttp's client may wrap what the
+            # body iterator raises, and they must not read as upstream failures.
             received = 0
-            async for chunk in request.content.iter_any():
+            while True:
+                try:
+                    async with asyncio.timeout(self._body_timeout):
+                        chunk = await request.content.readany()
+                except TimeoutError:
+                    refused.append(RequestBodyTimeout("the request body stalled"))
+                    raise refused[-1] from None
+                if not chunk:
+                    return
                 received += len(chunk)
                 if limit and received > limit:
-                    too_large = True
-                    raise RequestBodyTooLarge("request body too large")
+                    refused.append(RequestBodyTooLarge(
+                        "request body exceeds upstream.max_request_body_bytes"))
+                    raise refused[-1]
                 yield chunk
 
         started = time.perf_counter()
@@ -114,8 +128,10 @@ class UpstreamProxy:
             upstream = await self.client.request(
                 request.method, self.target(request), headers=self.headers(request),
                 data=body() if request.body_exists else None, allow_redirects=False)
-        except (aiohttp.ClientError, TimeoutError, RequestBodyTooLarge) as exc:
-            raise self._failure(exc, too_large) from exc
+        except (aiohttp.ClientError, TimeoutError, ClientRequestError) as exc:
+            if refused:
+                raise refused[0] from exc
+            raise self._failure(exc) from exc
         self._metrics.upstream_request_duration.observe(time.perf_counter() - started)
         try:
             return await self._relay(request, upstream)
@@ -148,9 +164,7 @@ class UpstreamProxy:
         await response.write_eof()
         return response
 
-    def _failure(self, exc: BaseException, too_large: bool) -> UpstreamError:
-        if too_large or isinstance(exc, RequestBodyTooLarge):
-            return RequestBodyTooLarge("request body exceeds upstream.max_request_body_bytes")
+    def _failure(self, exc: BaseException) -> UpstreamError:
         reason = network_failure_reason(exc) or "connect"
         self._metrics.upstream_errors.labels(reason=reason).inc()
         if reason == "timeout":

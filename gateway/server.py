@@ -12,17 +12,15 @@ import asyncio
 import signal
 
 from aiohttp import web
-from aiohttp.log import access_logger
 
 from gateway.app import create_app, create_metrics_app
 from gateway.config import Settings
 from gateway.keys import CONTEXT
-from gateway.observability.access_log import JsonAccessLogger
+from gateway.listener import gateway_runner
 from gateway.observability.logging import flush_logs, get_logger
 from gateway.observability.metrics import Metrics
 
 log = get_logger(__name__)
-KEEPALIVE_TIMEOUT = 75.0  # above common load balancers' idle timeout (ALB: 60 s)
 
 
 def _host_port(listen: str) -> tuple[str, int]:
@@ -38,12 +36,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
         loop.add_signal_handler(sig, stop.set)
     metrics = Metrics()
     app = create_app(settings, metrics)
-    runner = web.AppRunner(
-        app, access_log_class=JsonAccessLogger,
-        access_log=access_logger if settings.log.access_log else None,
-        auto_decompress=False, keepalive_timeout=KEEPALIVE_TIMEOUT,
-        shutdown_timeout=settings.server.shutdown_timeout_seconds,
-        max_field_size=65536, max_line_size=65536)
+    runner = gateway_runner(app, settings, metrics)
     metrics_runner = web.AppRunner(create_metrics_app(metrics), access_log=None)
     await runner.setup()
     await metrics_runner.setup()

@@ -19,6 +19,7 @@ from aiohttp import web
 from gateway.auth.redirects import safe_return_path
 from gateway.errors import (
     AuthError,
+    ClientRequestError,
     GatewayError,
     IdPError,
     MethodNotAllowed,
@@ -66,6 +67,9 @@ def error_response(request: web.Request, exc: GatewayError) -> web.Response:
         allow = {"Allow": ", ".join(exc.allowed)} if isinstance(exc, MethodNotAllowed) else None
         return json_response(exc.status, {"error": exc.code, "message": str(exc),
                                           "request_id": request_id}, headers=allow)
+    if isinstance(exc, ClientRequestError):
+        return json_response(exc.status, {"error": exc.code, "message": str(exc),
+                                          "request_id": request_id})
     if isinstance(exc, UpstreamError):
         return json_response(exc.status, {"error": f"upstream_{exc.reason}",
                                           "message": str(exc), "request_id": request_id})

@@ -26,6 +26,7 @@ from gateway.context import GatewayContext
 from gateway.demo.stack import free_port
 from gateway.devidp import AppClient, DevIdp, User, UserPool
 from gateway.keys import CONTEXT
+from gateway.listener import gateway_runner
 from gateway.observability.logging import configure_logging, flush_logs
 from tests.support.upstream import create_test_upstream
 
@@ -132,6 +133,7 @@ class RunningGateway:
     url: str
     app: web.Application
     settings: Settings
+    runner: web.AppRunner
 
     @property
     def ctx(self) -> GatewayContext:
@@ -158,12 +160,15 @@ def gateway_env(idp: DevIdp, upstream: str, gateway_url: str, **env: str) -> dic
 async def start_gateway(env: dict[str, str], port: int) -> tuple[web.AppRunner, RunningGateway]:
     settings = load_settings(environ=env)
     app = create_app(settings)
-    runner, url = await serve(app, port)
+    runner = gateway_runner(app, settings, app[CONTEXT].metrics)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    url = f"http://127.0.0.1:{port}"
     for _ in range(200):
         if app[CONTEXT].provider.ready:
             break
         await asyncio.sleep(0.02)
-    return runner, RunningGateway(url, app, settings)
+    return runner, RunningGateway(url, app, settings, runner)
 
 
 @pytest.fixture
