@@ -3,6 +3,9 @@
 Keys are cached by kid with no TTL. An unknown kid triggers one refetch; concurrent refetches
 share one request; after a refetch that still lacks the kid, further refetches wait
 `UNKNOWN_KID_BACKOFF` seconds (a token with a made-up kid cannot make the gateway hammer the IdP).
+A fetch that fails blocks refetches for `FAILURE_BACKOFF` seconds, doubling with each failure
+up to `MAX_FAILURE_BACKOFF`, while the cached keys keep verifying tokens: unauthenticated load
+never reaches a struggling IdP as more than one fetch per window.
 Only RSA/EC signing keys (`use` absent or "sig") are kept.
 """
 
@@ -19,6 +22,8 @@ from gateway.errors import JWKSError, TokenValidationError
 from gateway.observability.metrics import Metrics
 
 UNKNOWN_KID_BACKOFF = 10.0
+FAILURE_BACKOFF = 1.0
+MAX_FAILURE_BACKOFF = 60.0
 
 
 class JWKSCache:
@@ -31,6 +36,7 @@ class JWKSCache:
         self._keys: dict[str, jwt.PyJWK] = {}
         self._inflight: asyncio.Task[None] | None = None
         self._blocked_until = 0.0
+        self._failure_delay = 0.0
 
     @property
     def loaded(self) -> bool:
@@ -48,16 +54,24 @@ class JWKSCache:
                 self._inflight = None
 
     async def get(self, kid: str) -> jwt.PyJWK:
-        """The key with this kid, refetching once for an unknown kid."""
+        """The key with this kid, refetching once for an unknown kid.
+
+        Raises TokenValidationError (unknown_kid) when the key set lacks the kid, JWKSError
+        when it could not be fetched (now, or recently: the failure backoff is running).
+        """
         key = self._keys.get(kid)
         if key is not None:
             return key
-        if time.monotonic() >= self._blocked_until:
+        if time.monotonic() >= self._blocked_until or self._inflight is not None:
             await self.refresh()
             key = self._keys.get(kid)
             if key is not None:
                 return key
-            self._blocked_until = time.monotonic() + UNKNOWN_KID_BACKOFF
+            self._blocked_until = max(self._blocked_until,
+                                      time.monotonic() + UNKNOWN_KID_BACKOFF)
+        elif self._failure_delay:
+            raise JWKSError("the signing keys could not be fetched; retrying later",
+                            reason="backoff")
         raise TokenValidationError("unknown_kid", "no signing key with this kid")
 
     async def _fetch(self) -> None:
@@ -77,6 +91,10 @@ class JWKSCache:
                 raise JWKSError(f"{self._uri} holds no usable signing key", reason="malformed")
         except JWKSError as exc:
             self._metrics.jwks_fetches.labels(outcome=exc.reason).inc()
+            self._failure_delay = min(max(self._failure_delay * 2, FAILURE_BACKOFF),
+                                      MAX_FAILURE_BACKOFF)
+            self._blocked_until = time.monotonic() + self._failure_delay
             raise
         self._metrics.jwks_fetches.labels(outcome="ok").inc()
+        self._failure_delay = 0.0
         self._keys = keys
