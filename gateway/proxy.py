@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-import weakref
 from collections.abc import AsyncIterator
 
 import aiohttp
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -38,7 +37,7 @@ from gateway.forwarding import (
 from gateway.keys import REQUEST_ID, TARGET, UPSTREAM_IDENTITY, run_before_prepare
 from gateway.observability.metrics import Metrics
 from gateway.sessions.cookies import CookiePolicy
-from gateway.websocket import close_sockets, is_websocket_upgrade, proxy_websocket
+from gateway.websocket import OpenSockets, is_websocket_upgrade, proxy_websocket
 
 MAX_FIELD_SIZE = 65536
 SMALL_BODY = 65536
@@ -58,7 +57,7 @@ class UpstreamProxy:
         self._cookies = cookies
         self._metrics = metrics
         self._client: aiohttp.ClientSession | None = None
-        self.open_sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
+        self.sockets = OpenSockets()
 
     async def start(self) -> None:
         t = self._settings.timeout_seconds
@@ -72,7 +71,11 @@ class UpstreamProxy:
 
     async def close_websockets(self) -> None:
         """Close this app's open WebSockets with 1001 (going away)."""
-        await close_sockets(self.open_sockets)
+        await self.sockets.close_all(WSCloseCode.GOING_AWAY, b"server shutdown")
+
+    def close_session_sockets(self, session_id: str) -> None:
+        """Close the open WebSockets of a session that signed out, with 1008."""
+        self.sockets.close_session(session_id, WSCloseCode.POLICY_VIOLATION, b"signed out")
 
     async def close(self) -> None:
         if self._client is not None:

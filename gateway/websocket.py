@@ -1,10 +1,11 @@
 """WebSocket forwarding: connect upstream first, then accept the client, then pump both ways.
 
 Frames pass as they are (autoping off, so pings and their payloads reach the other side); a
-close from either side is forwarded with its code. A socket opened with a session closes with
-1008 (policy violation) when the session's tokens expire, unless `SocketDeadline.renew` extends
-them. Each app's proxy tracks its open sockets so that shutdown can close them with 1001
-(going away).
+close from either side is forwarded with its code. A socket closes with 1008 (policy
+violation) when its principal's tokens expire: a session's unless `SocketDeadline.renew`
+extends them, a bearer token's at its `exp`. Each app's proxy tracks its open sockets, by
+session too, so that shutdown can close them with 1001 (going away) and a sign-out closes that
+session's sockets with 1008.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -31,10 +31,17 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 @dataclass
 class SocketDeadline:
-    """When a socket's authorisation ends, and how to try to extend it (None: cannot)."""
+    """When a socket's authorisation ends, how to try to extend it (None: cannot), and the
+    session it belongs to (None for a bearer token)."""
 
     expires_at: float
     renew: Callable[[], Awaitable[float | None]]
+    session_id: str | None = None
+
+
+async def cannot_renew() -> float | None:
+    """The renewal of a bearer token: there is none, the client must reconnect."""
+    return None
 
 
 def is_websocket_upgrade(request: web.Request) -> bool:
@@ -61,10 +68,11 @@ async def proxy_websocket(request: web.Request, proxy: UpstreamProxy) -> web.Str
         protocols=[upstream.protocol] if upstream.protocol else ())
     await run_before_prepare(request, downstream)
     await downstream.prepare(request)
-    proxy.open_sockets.add(downstream)
+    deadline = request.get(SOCKET_DEADLINE)
+    proxy.sockets.add(downstream, deadline.session_id if deadline else None)
     # aiohttp wants the server socket read in the handler's task: upstream -> client runs aside.
     pump_down = asyncio.create_task(_pump(upstream, downstream))
-    watchdog = asyncio.create_task(_expire(downstream, request.get(SOCKET_DEADLINE)))
+    watchdog = asyncio.create_task(_expire(downstream, deadline, proxy.sockets))
     try:
         await _pump(downstream, upstream)
     finally:
@@ -74,7 +82,7 @@ async def proxy_websocket(request: web.Request, proxy: UpstreamProxy) -> web.Str
             await pump_down
         if not downstream.closed:
             await downstream.close(code=upstream.close_code or WSCloseCode.GOING_AWAY)
-        proxy.open_sockets.discard(downstream)
+        await proxy.sockets.release(downstream)
     return downstream
 
 
@@ -95,18 +103,55 @@ async def _pump(source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
         await sink.close(code=source.close_code or WSCloseCode.OK)
 
 
-async def _expire(downstream: web.WebSocketResponse, deadline: SocketDeadline | None) -> None:
+async def _expire(downstream: web.WebSocketResponse, deadline: SocketDeadline | None,
+                  sockets: OpenSockets) -> None:
     while deadline is not None:
         await asyncio.sleep(max(0.0, deadline.expires_at - time.time()))
         renewed = await deadline.renew()
         if renewed is None or renewed <= time.time():
-            await downstream.close(code=WSCloseCode.POLICY_VIOLATION,
-                                   message=b"session expired")
+            sockets.close(downstream, WSCloseCode.POLICY_VIOLATION, b"session expired")
             return
         deadline.expires_at = renewed
 
 
-async def close_sockets(sockets: weakref.WeakSet[web.WebSocketResponse]) -> None:
-    """Close client sockets with 1001 (going away), for shutdown."""
-    for ws in list(sockets):
-        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+class OpenSockets:
+    """An app's open client sockets, closed on request from any task with a full handshake.
+
+    Closing runs as its own task (`close`); the socket's handler awaits it (`release`) before
+    it returns, so the close frame is answered before aiohttp drops the connection, whoever
+    asked: the expiry watchdog, a sign-out, or shutdown.
+    """
+
+    def __init__(self) -> None:
+        self._sessions: dict[web.WebSocketResponse, str | None] = {}
+        self._closing: dict[web.WebSocketResponse, asyncio.Task[bool]] = {}
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def add(self, ws: web.WebSocketResponse, session_id: str | None) -> None:
+        self._sessions[ws] = session_id
+
+    def close(self, ws: web.WebSocketResponse, code: WSCloseCode, message: bytes) -> None:
+        """Start closing `ws` (once) with this code."""
+        if ws not in self._closing and not ws.closed:
+            self._closing[ws] = asyncio.create_task(ws.close(code=code, message=message))
+
+    def close_session(self, session_id: str, code: WSCloseCode, message: bytes) -> None:
+        for ws, sid in list(self._sessions.items()):
+            if sid == session_id:
+                self.close(ws, code, message)
+
+    async def close_all(self, code: WSCloseCode, message: bytes) -> None:
+        """Close every socket and wait for the handshakes (shutdown)."""
+        for ws in list(self._sessions):
+            self.close(ws, code, message)
+        await asyncio.gather(*self._closing.values(), return_exceptions=True)
+
+    async def release(self, ws: web.WebSocketResponse) -> None:
+        """Forget a socket whose handler ends, after any close in progress has finished."""
+        closing = self._closing.pop(ws, None)
+        if closing is not None:
+            with contextlib.suppress(Exception):
+                await closing
+        self._sessions.pop(ws, None)

@@ -41,7 +41,7 @@ from gateway.sessions.model import Session
 from gateway.sessions.refresh import RefreshCoordinator, RefreshRejected
 from gateway.sessions.store import SessionStore
 from gateway.target import RequestTarget
-from gateway.websocket import SocketDeadline
+from gateway.websocket import SocketDeadline, cannot_renew
 
 BEARER_CACHE_SIZE = 4096
 
@@ -123,7 +123,10 @@ class Guard:
             session_id=principal.session.sid if principal.session else None)
         if principal.session is not None:
             request[SOCKET_DEADLINE] = SocketDeadline(
-                principal.session.tokens_expire_at, self._socket_renewer(principal.session))
+                principal.session.tokens_expire_at, self._socket_renewer(principal.session),
+                principal.session.sid)
+        else:
+            request[SOCKET_DEADLINE] = SocketDeadline(principal.expires_at, cannot_renew)
 
     async def principal(self, request: web.Request) -> Principal | None:
         """Who makes this request (bearer token or session), or None."""

@@ -116,6 +116,8 @@ async def sign_out(request: web.Request) -> web.StreamResponse:
         ctx.store.cookies.set(response, _return_cookie(ctx.store.cookies.name), rd,
                               max_age=SIGNED_OUT_RETURN_TTL, path=SIGNED_OUT_PATH)
     await ctx.store.end(request, response, session)
+    if session is not None:
+        ctx.proxy.close_session_sockets(session.sid)
     ctx.metrics.sign_outs.inc()
     if session is not None and session.refresh_token:
         try:
