@@ -11,6 +11,7 @@ from gateway.devidp import admin
 from gateway.devidp.authorize import authorize
 from gateway.devidp.discovery import jwks, openid_configuration
 from gateway.devidp.faults import Fault, faultable
+from gateway.devidp.federation import idp_response, provider_sign_in_form, provider_sign_in_submit
 from gateway.devidp.hosted_ui import error, login_form, login_submit, logout
 from gateway.devidp.keys import SigningKeys
 from gateway.devidp.model import UserPool
@@ -38,6 +39,9 @@ def build_app(st: IdpState) -> web.Application:
     app.router.add_post("/login", login_submit)
     app.router.add_get("/logout", logout)
     app.router.add_get("/error", error)
+    app.router.add_get("/oauth2/idpresponse", idp_response)
+    app.router.add_get("/simulated-idp/{provider}/sign-in", provider_sign_in_form)
+    app.router.add_post("/simulated-idp/{provider}/sign-in", provider_sign_in_submit)
     admin.add_admin_routes(app)
     return app
 
