@@ -51,7 +51,6 @@ async def start_demo(*, gateway_port: int = 4180, idp_port: int = 4181,
                      upstream_port: int = 4182) -> DemoStack:
     """Start everything on 127.0.0.1 (port 0: a free one); returns once the gateway is ready."""
     gateway_port, upstream_port = gateway_port or free_port(), upstream_port or free_port()
-    upstream_runner = await _serve(create_upstream_app(), upstream_port)
     public_url = f"http://127.0.0.1:{gateway_port}"
     pool = demo_pool(f"{public_url}/oauth2/callback", f"{public_url}/oauth2/signed_out")
     idp = DevIdp(pool, host="127.0.0.1", port=idp_port)
@@ -68,6 +67,10 @@ async def start_demo(*, gateway_port: int = 4180, idp_port: int = 4181,
         "GATEWAY_SESSION_COOKIE_SECURE": "false",
         "GATEWAY_HEADERS_SETS": "x-auth-request,alb",
     })
+    upstream = create_upstream_app(
+        public_keys_url=f"{public_url}/oauth2/public-keys",
+        refresh_before_seconds=settings.session.refresh_before_expiry_seconds)
+    upstream_runner = await _serve(upstream, upstream_port)
     app = create_app(settings)
     gateway_runner = await _serve(app, gateway_port)
     for _ in range(200):
