@@ -13,6 +13,7 @@ import re
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 import jsonschema  # type: ignore[import-untyped]
 import kubernetes_validate  # type: ignore[import-untyped]
@@ -26,6 +27,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from gateway.app import create_app, create_metrics_app
 from gateway.cli import _parser as cli_parser
 from gateway.config import SECTIONS, ServerSettings, Settings, load_settings
+from gateway.demo.upstream import command_line as demo_command_line
 from gateway.devidp import load_pool
 from gateway.keys import CONTEXT
 from gateway.observability.metrics import Metrics
@@ -645,6 +647,29 @@ def published(service: Mapping[str, Any]) -> dict[int, int]:
     return ports
 
 
+def healthcheck_url(service: Mapping[str, Any]) -> str:
+    """The one URL a python-urllib healthcheck fetches."""
+    urls = re.findall(r"urlopen\('([^']+)'", service["healthcheck"]["test"][-1])
+    assert len(urls) == 1, service["healthcheck"]
+    url: str = urls[0]
+    return url
+
+
+def service_port(service: Mapping[str, Any]) -> int:
+    """The port a service's command listens on (its --port argument)."""
+    command = service["command"]
+    return int(command[command.index("--port") + 1])
+
+
+def duration_seconds(value: str) -> float:
+    """A compose duration such as 5s or 1m30s."""
+    units = {"h": 3600, "m": 60, "s": 1}
+    parts = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", value)
+    assert value, "empty duration"
+    assert parts is not None, value
+    return sum(int(n) * units[u] for n, u in zip(parts.groups(), "hms", strict=True) if n)
+
+
 def settings_variables() -> dict[str, str]:
     """.env.example filled in the way its comments ask."""
     return env_example() | {"SESSION_SECRET": SECRET_VALUES["GATEWAY_SESSION_SECRET"]}
@@ -690,6 +715,52 @@ class TestCompose:
         assert gateway["cap_drop"] == ["ALL"]
         grace = int(gateway["stop_grace_period"].removesuffix("s"))
         assert grace > float(DEFAULTS["shutdown_timeout_seconds"])
+
+    def test_every_service_has_an_exec_form_healthcheck(self, path: Path) -> None:
+        """Each service declares a healthcheck: exec form, with interval, timeout and retries."""
+        for name, service in compose(path)["services"].items():
+            check = service.get("healthcheck")
+            assert check is not None, f"{name} has no healthcheck"
+            assert check["test"][0] == "CMD", name
+            assert {"interval", "timeout", "retries"} <= set(check), name
+            assert duration_seconds(check["timeout"]) < duration_seconds(check["interval"])
+
+    def test_each_healthcheck_asks_a_port_its_service_listens_on(
+            self, path: Path, served_paths: tuple[set[str], set[str]]) -> None:
+        """The URL a healthcheck fetches is the service's own port (and a route it serves)."""
+        services = compose(path)["services"]
+        settings = load_settings(None, environ=compose_env(compose_gateway(path),
+                                                           settings_variables()))
+        for name, service in services.items():
+            url = urlsplit(healthcheck_url(service))
+            if name == "gateway":
+                assert (url.hostname, url.port) == ("127.0.0.1",
+                                                    port_of(settings.server.listen))
+                assert url.path == "/ready"
+                assert url.path in served_paths[0]
+            else:
+                assert url.port == service_port(service), name
+
+    def test_the_gateway_waits_for_healthy_dependencies(self, path: Path) -> None:
+        """Every service the gateway depends on must be healthy first, and has a healthcheck."""
+        services = compose(path)["services"]
+        depends = compose_gateway(path)["depends_on"]
+        assert set(depends) == set(services) - {"gateway"}
+        for name, condition in depends.items():
+            assert condition == {"condition": "service_healthy"}, name
+            assert "healthcheck" in services[name]
+
+    def test_the_demo_app_verifies_against_the_gateways_key_endpoint(self, path: Path) -> None:
+        """The app runs the demo upstream with the gateway's /oauth2/public-keys URL."""
+        app = compose(path)["services"]["app"]
+        assert app["entrypoint"] == ["python", "-m", "gateway.demo.upstream"]
+        args = demo_command_line().parse_args(app["command"])
+        keys = urlsplit(args.public_keys_url)
+        assert (keys.hostname, keys.port, keys.path) == ("gateway", LISTEN_PORT,
+                                                         "/oauth2/public-keys")
+        assert args.host == "0.0.0.0"  # noqa: S104 - inside its container, for the gateway
+        env = compose_env(compose_gateway(path), settings_variables())
+        assert "alb" in env["GATEWAY_HEADERS_SETS"].split(",")
 
     def test_the_build_context_holds_the_dockerfile(self, path: Path) -> None:
         """Services that build the image point at the repository root."""
@@ -741,6 +812,31 @@ class TestComposeDevIdp:
         assert f"'{issuer}/.well-known/openid-configuration'" in test[-1]
         depends = compose_gateway(self.path)["depends_on"]
         assert depends["dev-idp"]["condition"] == "service_healthy"
+
+    def test_the_stand_in_has_its_own_host_so_its_cookies_stay_apart(self) -> None:
+        """Browser cookies are per host: the IdP's host is neither the app's nor a parent of it."""
+        env = compose_env(compose_gateway(self.path), settings_variables())
+        app_host = urlsplit(env["GATEWAY_SERVER_PUBLIC_URL"]).hostname
+        idp_host = urlsplit(env["GATEWAY_COGNITO_DOMAIN"]).hostname
+        assert app_host is not None
+        assert idp_host is not None
+        assert app_host != idp_host
+        assert not app_host.endswith("." + idp_host)
+        assert urlsplit(env["GATEWAY_COGNITO_ISSUER"]).hostname == idp_host
+
+    def test_the_pool_offers_what_the_compose_comments_promise(self) -> None:
+        """The demo user, and PartnerSAML with its user, are in the mounted pool file."""
+        pool = load_pool(self.pool_file())
+        text = self.path.read_text(encoding="utf-8")
+        demo = pool.user("demo")
+        assert demo is not None
+        assert f"demo / {demo.password}" in text
+        provider = pool.provider("PartnerSAML")
+        assert provider is not None
+        (carol,) = provider.users
+        assert f"{carol.user_id} / {carol.password}" in text
+        (client,) = pool.clients
+        assert client.supported_identity_providers == ["COGNITO", "PartnerSAML"]
 
     def pool_file(self) -> Path:
         """The host file mounted where --config points."""

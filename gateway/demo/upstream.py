@@ -67,8 +67,8 @@ def create_upstream_app(*, public_keys_url: str | None = None,
     return app
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Serve the demo app until interrupted."""
+def command_line() -> argparse.ArgumentParser:
+    """The arguments of `python -m gateway.demo.upstream`."""
     parser = argparse.ArgumentParser(prog="python -m gateway.demo.upstream",
                                      description="The demo app behind cognito-gateway.")
     parser.add_argument("--host", default="127.0.0.1")
@@ -77,7 +77,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="the gateway's <url>/oauth2/public-keys, to verify x-amzn-oidc-data")
     parser.add_argument("--refresh-before-seconds", type=int, default=120,
                         help="the gateway's session.refresh_before_expiry_seconds")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve the demo app until interrupted."""
+    args = command_line().parse_args(argv)
     app = create_upstream_app(public_keys_url=args.public_keys_url,
                               refresh_before_seconds=args.refresh_before_seconds)
     web.run_app(app, host=args.host, port=args.port, access_log=None, print=None)
