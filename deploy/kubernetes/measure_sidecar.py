@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,6 +27,7 @@ from pathlib import Path
 
 import aiohttp
 from cryptography.fernet import Fernet
+from yarl import URL
 
 BIN = Path(sys.executable).parent
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -114,7 +115,7 @@ async def sign_in(gateway: str, idp: str) -> str:
         async with http.post(f"{idp}{form.action}", data=credentials) as landed:
             if landed.status != 200 or landed.url.path != "/":
                 raise RuntimeError(f"sign-in ended at {landed.status} {landed.url}")
-        cookies = jar.filter_cookies(aiohttp.client.URL(gateway))
+        cookies = jar.filter_cookies(URL(gateway))
         return "; ".join(f"{k}={m.value}" for k, m in cookies.items()
                          if k.startswith("_cognito_gateway"))
 
@@ -142,37 +143,41 @@ async def measure(seconds: int, connections: int) -> None:
             "GATEWAY_SESSION_COOKIE_SECURE": "false",
             "GATEWAY_HEADERS_SETS": "x-auth-request,alb",
         }
-        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-        procs = [
-            subprocess.Popen([BIN / "cognito-gateway", "dev-idp", "--port", str(ports["idp"]),
-                              "--config", pool], **quiet),
-            subprocess.Popen([sys.executable, "-c", UPSTREAM, str(ports["upstream"])], **quiet),
-        ]
+        procs: list[asyncio.subprocess.Process] = []
+
+        async def start(*argv: str, environ: dict[str, str] | None = None) -> int:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, env=environ, stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL)
+            procs.append(proc)
+            return proc.pid
+
         try:
+            await start(str(BIN / "cognito-gateway"), "dev-idp", "--port", str(ports["idp"]),
+                        "--config", str(pool))
+            await start(sys.executable, "-c", UPSTREAM, str(ports["upstream"]))
             await wait_for(f"{idp}/local-1_DevPool01/.well-known/openid-configuration")
-            gw = subprocess.Popen([BIN / "cognito-gateway", "run"], env=env, **quiet)
-            procs.append(gw)
+            pid = await start(str(BIN / "cognito-gateway"), "run", environ=env)
             await wait_for(f"{gateway}/ready")
-            idle_rss = status_kib(gw.pid, "VmRSS")
+            idle_rss = status_kib(pid, "VmRSS")
             cookie = await sign_in(gateway, idp)
-            cpu_before = cpu_seconds(gw.pid)
+            cpu_before = cpu_seconds(pid)
             run = await asyncio.create_subprocess_exec(
                 wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "-H", f"Cookie: {cookie}",
                 f"{gateway}/hello", stdout=asyncio.subprocess.PIPE)
             peak_rss = 0
             while run.returncode is None:
-                peak_rss = max(peak_rss, status_kib(gw.pid, "VmRSS"))
-                try:
+                peak_rss = max(peak_rss, status_kib(pid, "VmRSS"))
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(run.wait(), 0.5)
-                except TimeoutError:
-                    pass
             output = (await run.communicate())[0].decode()
-            cpu = cpu_seconds(gw.pid) - cpu_before
-            after_rss, hwm = status_kib(gw.pid, "VmRSS"), status_kib(gw.pid, "VmHWM")
+            cpu = cpu_seconds(pid) - cpu_before
+            after_rss, hwm = status_kib(pid, "VmRSS"), status_kib(pid, "VmHWM")
         finally:
             for proc in reversed(procs):
-                proc.terminate()
-                proc.wait(timeout=30)
+                if proc.returncode is None:
+                    proc.terminate()
+                await asyncio.wait_for(proc.wait(), 30)
     requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     print(f"load: wrk -t1 -c{connections} -d{seconds}s, {requests} requests "
