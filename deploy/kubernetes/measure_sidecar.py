@@ -178,7 +178,10 @@ async def measure(seconds: int, connections: int) -> None:
                 if proc.returncode is None:
                     proc.terminate()
                 await asyncio.wait_for(proc.wait(), 30)
-    requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+    total = re.search(r"(\d+) requests in", output)
+    if total is None:
+        raise RuntimeError(f"unexpected wrk output: {output}")
+    requests = int(total.group(1))
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     print(f"load: wrk -t1 -c{connections} -d{seconds}s, {requests} requests "
           f"({requests / seconds:.0f}/s), non-2xx: {bad.group(1) if bad else 0}")

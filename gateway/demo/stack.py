@@ -53,7 +53,9 @@ async def start_demo(*, gateway_port: int = 4180, idp_port: int = 4181,
     gateway_port, upstream_port = gateway_port or free_port(), upstream_port or free_port()
     public_url = f"http://127.0.0.1:{gateway_port}"
     pool = demo_pool(f"{public_url}/oauth2/callback", f"{public_url}/oauth2/signed_out")
-    idp = DevIdp(pool, host="127.0.0.1", port=idp_port)
+    # The stand-in on its own host name, like a real Cognito domain: its hosted-UI cookies
+    # never reach the app on 127.0.0.1.
+    idp = DevIdp(pool, host="127.0.0.1", port=idp_port, public_host="localhost")
     await idp.start()
     settings = load_settings(environ={
         "GATEWAY_SERVER_LISTEN": f"127.0.0.1:{gateway_port}",
