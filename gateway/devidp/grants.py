@@ -19,6 +19,9 @@ _JWE_HEADER = base64.urlsafe_b64encode(
 _JWE_PART_BYTES = (256, 12, 1008, 16)  # encrypted key, IV, ciphertext, tag
 
 HOSTED_UI_SESSION_SECONDS = 3600
+# How long a sign-in at an external provider may take (UNCONFIRMED; SAML requests commonly
+# expire within minutes).
+FEDERATION_SECONDS = 600
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,25 @@ class HostedUiSession:
     expires_at: float
 
 
+@dataclass(frozen=True)
+class PendingFederation:
+    """An authorize request waiting for the user to come back from an external provider."""
+
+    provider: str
+    authorize_query: str
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class FederatedAssertion:
+    """What a provider asserted: this user id signed in, for that pending request."""
+
+    relay_state: str
+    provider: str
+    user_id: str
+    expires_at: float
+
+
 @dataclass
 class GrantStore:
     """The in-memory records of one IdP."""
@@ -77,6 +99,8 @@ class GrantStore:
     refresh: dict[str, RefreshGrant] = field(default_factory=dict)
     sessions: dict[str, HostedUiSession] = field(default_factory=dict)
     revoked_origins: set[str] = field(default_factory=set)
+    federations: dict[str, PendingFederation] = field(default_factory=dict)
+    assertions: dict[str, FederatedAssertion] = field(default_factory=dict)
 
     def take_code(self, code: str) -> AuthorizationCode | None:
         """Remove and return the code's record: a code is consumed by its first presentation."""
@@ -125,6 +149,41 @@ class GrantStore:
     def close_session(self, session_id: str | None) -> None:
         """End a hosted-UI session (unknown ids are ignored)."""
         self.sessions.pop(session_id or "", None)
+
+
+    def begin_federation(self, provider: str, authorize_query: str) -> str:
+        """Remember an authorize request sent to a provider; return its RelayState."""
+        relay_state = secrets.token_urlsafe(24)
+        self.federations[relay_state] = PendingFederation(
+            provider, authorize_query, time.time() + FEDERATION_SECONDS)
+        return relay_state
+
+    def federation(self, relay_state: str) -> PendingFederation | None:
+        """The live pending request for a RelayState, or None."""
+        found = self.federations.get(relay_state)
+        if found is None or time.time() >= found.expires_at:
+            return None
+        return found
+
+    def assert_federated(self, relay_state: str, provider: str, user_id: str) -> str:
+        """Record a provider's successful sign-in; return the one-time code for idpresponse."""
+        code = secrets.token_urlsafe(24)
+        self.assertions[code] = FederatedAssertion(
+            relay_state, provider, user_id, time.time() + FEDERATION_SECONDS)
+        return code
+
+    def take_federation(
+        self, code: str, relay_state: str
+    ) -> tuple[PendingFederation, FederatedAssertion] | None:
+        """Consume a provider's code and its pending request; None unless both are live and
+        belong together."""
+        assertion = self.assertions.pop(code, None)
+        pending = self.federation(relay_state)
+        if (assertion is None or pending is None or assertion.relay_state != relay_state
+                or time.time() >= assertion.expires_at):
+            return None
+        del self.federations[relay_state]
+        return pending, assertion
 
 
 def new_refresh_token() -> str:

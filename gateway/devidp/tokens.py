@@ -77,6 +77,8 @@ def mint_user_tokens(
         id_claims["email"] = user.email
         id_claims["email_verified"] = user.email_verified
     id_claims.update(user.attributes)
+    if user.identities:
+        id_claims["identities"] = [dict(identity) for identity in user.identities]
     return IssuedTokens(access_token=access_token, id_token=keys.id.sign(id_claims))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import jwt
@@ -57,6 +58,9 @@ def user_claims(user: User, scopes: list[str]) -> dict[str, str]:
     if user.email is not None and (everything or "email" in scopes):
         body["email"] = user.email
         body["email_verified"] = "true" if user.email_verified else "false"
+    if user.identities and (everything or "profile" in scopes):
+        # userInfo carries identities as a JSON string, like its other non-string attributes.
+        body["identities"] = json.dumps(user.identities, separators=(",", ":"))
     body["username"] = user.username
     return body
 
