@@ -16,7 +16,8 @@ Bounds, with T = `redis_timeout_seconds` and W = the failover window (`FAILOVER_
   only has a waiting pool for standalone Redis (the Sentinel pool and a Cluster's per-node
   pools raise at once when full); the pools underneath are bounded to the same size and so
   never have to wait or refuse. A call gives its slot back while it backs off between
-  retries, so a failover does not also exhaust the gate.
+  retries, so a failover does not also exhaust the gate. (A Cluster client also keeps one
+  connection per node for topology discovery, outside the gate: redis-py's startup nodes.)
 * A connection error (refused, reset, no master known, READONLY from a demoted master, cluster
   down) is retried with exponential backoff for about W, so a restart or failover shorter than
   W is invisible to callers. A timeout is not retried: a server that does not answer would
@@ -226,6 +227,10 @@ class SessionRedis:
     async def aclose(self) -> None:
         """Close every connection (and the Sentinel clients)."""
         await self._client.aclose()
+        if isinstance(self._client, RedisCluster):
+            # RedisCluster.aclose() skips a client that an error left awaiting re-discovery.
+            await self._client.nodes_manager.aclose()
+            await self._client.nodes_manager.aclose("startup_nodes")
         if self._sentinel is not None:
             await self._sentinel.aclose()
 

@@ -93,6 +93,7 @@ class Topology:
     name: str
     settings: SessionSettings
     inspector: Callable[[], Any]  # a fresh synchronous redis-py client on the data
+    data_nodes: Callable[[], list[RedisServer]]  # the servers holding data now
     key_slot: Callable[[str], int] | None = None
 
     def with_settings(self, **changes: Any) -> SessionSettings:
@@ -110,19 +111,20 @@ def topology(request: pytest.FixtureRequest) -> Topology:
     if request.param == "standalone":
         server: RedisServer = request.getfixturevalue("standalone")
         return Topology("standalone", settings_for(server.url(db=3)),
-                        lambda: server.admin(db=3))
+                        lambda: server.admin(db=3), lambda: [server])
     if request.param == "sentinel":
         sentinels: RedisSentinelSet = request.getfixturevalue("shared_sentinel_set")
         return Topology("sentinel",
                         settings_for(sentinels.url(db=2),
                                      redis_sentinels=sentinels.sentinel_addresses),
-                        lambda: sentinels.current_master().admin(db=2))
+                        lambda: sentinels.current_master().admin(db=2),
+                        lambda: [sentinels.current_master()])
     nodes: RedisClusterSet = request.getfixturevalue("cluster")
     first = nodes.nodes[0]
     return Topology("cluster", settings_for(nodes.url(), redis_cluster=True),
                     lambda: redis.cluster.RedisCluster(host="127.0.0.1", port=first.port,
                                                        password=PASSWORD),
-                    nodes.key_slot)
+                    lambda: nodes.nodes, nodes.key_slot)
 
 
 MakeClient = Callable[..., SessionRedis]

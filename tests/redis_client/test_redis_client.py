@@ -6,6 +6,7 @@ independent redis-py client, not through the client under test.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Callable
 from uuid import uuid4
@@ -122,6 +123,29 @@ async def test_a_user_index_lists_prunes_and_expires(topology: Topology,
     with topology.inspector() as check:
         assert 28_000 < check.pttl(index) <= 30_000
     assert await client.expire(user_index_key("nobody"), 30) is False
+
+
+async def test_a_burst_opens_no_more_connections_than_the_pool_on_any_node(
+        topology: Topology, make_client: MakeClient) -> None:
+    """Sixty concurrent calls on a pool of two: all succeed, and no data node sees more than
+    two new connections from the client (on a Cluster, per node, plus the one redis-py keeps
+    for topology discovery)."""
+    nodes = topology.data_nodes()
+    newest = {}
+    for node in nodes:
+        with node.admin() as admin:
+            newest[node.port] = admin.client_id()
+    client = make_client(topology.with_settings(redis_max_connections=2))
+    keys = [SessionKeys.for_session(f"burst-{n}").session for n in range(60)]
+    assert await asyncio.gather(*(client.get(key) for key in keys)) == [None] * 60
+    opened = {}
+    for node in nodes:
+        with node.admin() as admin:
+            opened[node.port] = sum(
+                1 for c in admin.client_list()
+                if c.get("name") == "cognito-gateway" and int(c["id"]) > newest[node.port])
+    bound = 2 + (topology.name == "cluster")
+    assert all(1 <= count <= bound for count in opened.values()), opened
 
 
 async def test_ping_answers_true(client: SessionRedis) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.demo.stack import free_port
 from gateway.sessions.redis_client import SessionRedis
 from tests.conftest import log_events
 from tests.redis_client.conftest import (
@@ -120,9 +121,9 @@ async def test_a_write_to_a_demoted_master_is_retried_until_the_window_ends(
     """READONLY (a master demoted behind a fixed address) is retried like a connection error,
     so a failover that completes within the window is invisible."""
     client = make_client(settings_for(standalone.url()), failover_window=1.0)
-    nowhere = RedisServer(standalone.directory / "gone")  # never started: a free port
+    nowhere = free_port()  # a master that does not exist: the server stays a replica
     with standalone.admin() as admin:
-        admin.replicaof("127.0.0.1", nowhere.port)
+        admin.replicaof("127.0.0.1", nowhere)
     write = asyncio.create_task(client.set("k", b"v", ttl_seconds=30))
     if promoted_after is not None:
         await asyncio.sleep(promoted_after)
@@ -133,7 +134,7 @@ async def test_a_write_to_a_demoted_master_is_retried_until_the_window_ends(
         return
     error, _ = await fails(write)
     assert error.reason == outcome
-    assert_discreet(error, log_buffer, standalone.port, nowhere.port)
+    assert_discreet(error, log_buffer, standalone.port, nowhere)
 
 
 @pytest.mark.parametrize(("url", "reason"), [

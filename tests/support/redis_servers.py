@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from gateway.demo.stack import free_port
 from tests.support.certificates import TlsFiles
@@ -36,6 +38,7 @@ from tests.support.certificates import TlsFiles
 READY_WITHIN = 15.0
 POLL_INTERVAL = 0.02
 LOOPBACK = "127.0.0.1"
+NO_RETRY = Retry(NoBackoff(), 0)  # the polling loops retry; each check answers within 1 s
 
 __all__ = ["RedisClusterSet", "RedisProcess", "RedisSentinelSet", "RedisServer", "TlsFiles",
            "redis_binary", "wait_until"]
@@ -89,6 +92,11 @@ class RedisProcess:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    def alive(self) -> bool:
+        """True while running; fails loudly, with the log, once the process has exited."""
+        assert self.running, f"{self.name} is not running\n{self.describe()}"
+        return True
+
     def send(self, signum: signal.Signals) -> None:
         """Send `signum` to the running process."""
         assert self._process is not None, f"{self.name} is not running"
@@ -130,9 +138,16 @@ class RedisProcess:
         return f"--- {self.name} ({status}) ---\n{text}"
 
 
-def _server_argv(port: int, extra: Sequence[str]) -> list[str]:
-    return [redis_binary(), "--port", str(port), "--bind", LOOPBACK, "--save", "",
+def _server_argv(config: Path, port: int, extra: Sequence[str]) -> list[str]:
+    return [redis_binary(), str(config), "--port", str(port), "--bind", LOOPBACK, "--save", "",
             "--appendonly", "no", "--daemonize", "no", "--dir", ".", *extra]
+
+
+def _private_config(path: Path, lines: Sequence[str]) -> Path:
+    """A config file only its owner can read: passwords stay off the command line (ps)."""
+    path.touch(mode=0o600)
+    path.write_text("".join(f"{line}\n" for line in lines))
+    return path
 
 
 class RedisServer:
@@ -153,15 +168,15 @@ class RedisServer:
         self.tls = tls
         self.tls_port = free_port() if tls else None
         extra = list(extra_args)
-        if password:
-            extra += ["--requirepass", password, "--masterauth", password]
+        config = _private_config(directory / f"{name}.conf", [
+            f"requirepass {password}", f"masterauth {password}"] if password else [])
         if self.socket_path:
             extra += ["--unixsocket", str(self.socket_path), "--unixsocketperm", "700"]
         if tls:
             extra += ["--tls-port", str(self.tls_port), "--tls-cert-file", str(tls.cert),
                       "--tls-key-file", str(tls.key), "--tls-ca-cert-file", str(tls.ca),
                       "--tls-auth-clients", "no"]
-        self.process = RedisProcess(name, directory, _server_argv(self.port, extra))
+        self.process = RedisProcess(name, directory, _server_argv(config, self.port, extra))
 
     @property
     def address(self) -> str:
@@ -185,13 +200,14 @@ class RedisServer:
     def admin(self, **kwargs: Any) -> redis.Redis:
         """A synchronous client for checks made by the test itself (short timeouts)."""
         return redis.Redis(host=LOOPBACK, port=self.port, password=self.password,
-                           socket_timeout=1.0, socket_connect_timeout=1.0, **kwargs)
+                           socket_timeout=1.0, socket_connect_timeout=1.0, retry=NO_RETRY,
+                           **kwargs)
 
     def start(self, within: float = READY_WITHIN) -> None:
-        """Start and wait until it answers PING."""
+        """Start and wait until it answers PING; fail at once if it exits (a taken port)."""
         self.process.start()
         with self.admin() as client:
-            wait_until(lambda: self.process.running and bool(client.ping()),
+            wait_until(lambda: self.process.alive() and bool(client.ping()),
                        f"{self.process.name} answering PING", within, self.process.describe)
 
     def stop(self) -> None:
@@ -252,9 +268,7 @@ class RedisSentinelSet:
             ]
             if password:
                 lines.append(f"sentinel auth-pass {master_name} {password}")
-            config = folder / "sentinel.conf"
-            config.write_text("\n".join(lines) + "\n")
-            config.chmod(0o600)
+            config = _private_config(folder / "sentinel.conf", lines)
             self.sentinels.append(RedisProcess(f"sentinel-{index}", folder, [
                 redis_binary(), str(config), "--sentinel", "--port", str(port),
                 "--bind", LOOPBACK, "--daemonize", "no"]))
@@ -272,7 +286,7 @@ class RedisSentinelSet:
 
     def _sentinel_client(self, port: int) -> redis.Redis:
         return redis.Redis(host=LOOPBACK, port=port, socket_timeout=1.0,
-                           socket_connect_timeout=1.0, decode_responses=True)
+                           socket_connect_timeout=1.0, retry=NO_RETRY, decode_responses=True)
 
     def master_known_by(self, port: int) -> tuple[str, int] | None:
         """The master address the sentinel on `port` names, or None if it names none."""
@@ -295,6 +309,8 @@ class RedisSentinelSet:
                        f"sentinel {port} seeing master, replica and peers", within, self.describe)
 
     def _sentinel_sees_all(self, port: int) -> bool:
+        for sentinel in self.sentinels:
+            sentinel.alive()
         with self._sentinel_client(port) as client:
             master = client.sentinel_master(self.master_name)
             replicas = client.sentinel_slaves(self.master_name)
