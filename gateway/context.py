@@ -19,9 +19,10 @@ from gateway.proxy import UpstreamProxy
 from gateway.sessions.cipher import Cipher
 from gateway.sessions.cookies import CookiePolicy
 from gateway.sessions.redis_store import RedisSessionStore
-from gateway.sessions.refresh import RefreshCoordinator
+from gateway.sessions.refresh import RefreshCoordinator, longest_refresh
 from gateway.sessions.store import CookieSessionStore, SessionStore
 
+LOCK_MARGIN = 5.0  # a refresh lock outlives the longest refresh by this much
 ALB_SIGNER = "arn:aws:elasticloadbalancing:local:000000000000:loadbalancer/app/cognito-gateway"
 
 
@@ -53,8 +54,9 @@ class GatewayContext:
         cipher = Cipher(s.session.secret)
         store: SessionStore
         if s.session.store == "redis":
-            store = RedisSessionStore(cookies, cipher, s.session.lifetime_seconds,
-                                      redis_url=s.session.redis_url)
+            store = RedisSessionStore(
+                cookies, cipher, s.session,
+                lock_seconds=longest_refresh(s.cognito.timeout_seconds) + LOCK_MARGIN)
         else:
             store = CookieSessionStore(cookies, cipher, s.session.lifetime_seconds)
         pending = PendingSignIns(cookies, cipher)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import shutil
 import subprocess
+import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -13,8 +16,15 @@ import redis.asyncio as redis
 from aiohttp import web
 from cryptography.fernet import Fernet
 
+from gateway.config import load_settings
 from gateway.demo.stack import free_port
 from gateway.devidp import DevIdp, UserPool
+from gateway.identity import Identity
+from gateway.sessions.cipher import Cipher
+from gateway.sessions.cookies import CookiePolicy
+from gateway.sessions.model import Session
+from gateway.sessions.redis_keys import SessionKeys
+from gateway.sessions.redis_store import RedisSessionStore
 from tests.conftest import (
     ALICE,
     RunningGateway,
@@ -24,9 +34,14 @@ from tests.conftest import (
     sign_in_cookies,
     start_gateway,
 )
+from tests.support.redis_servers import RedisServer
 
 pytestmark = pytest.mark.redis
 TOKEN_SECONDS = 4
+BASE_ENV = {"GATEWAY_SERVER_PUBLIC_URL": "http://127.0.0.1:1", "GATEWAY_COGNITO_CLIENT_ID": "c",
+            "GATEWAY_COGNITO_ISSUER": "http://127.0.0.1:1/pool",
+            "GATEWAY_SESSION_SECRET": Fernet.generate_key().decode(),
+            "GATEWAY_SESSION_COOKIE_SECURE": "false"}
 
 
 @pytest.fixture
@@ -153,3 +168,52 @@ async def test_redis_down_makes_the_gateway_unready(
                                                    "Accept": "application/json"}) as resp:
         assert resp.status == 503
         assert (await resp.json())["error"] == "session_store_unavailable"
+
+
+async def test_a_refresh_that_outlives_its_lock_never_frees_a_peers_lock(
+        tmp_path: Path) -> None:
+    """The lock is released by owner only: when a slow refresh ends after its lock expired and
+    a peer took it, the peer's lock stays."""
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        settings = dataclasses.replace(load_settings(environ=BASE_ENV).session,
+                                       redis_url=server.url())
+        store = RedisSessionStore(CookiePolicy("_gw", False, "lax"),
+                                  Cipher(settings.secret), settings, lock_seconds=0.2)
+        session = Session(sid="s1", identity=Identity(sub="u", username="u"),
+                          created_at=time.time(), expires_at=time.time() + 600,
+                          tokens_expire_at=time.time() + 60, refresh_token="rt")
+        peer_took_it = asyncio.Event()
+
+        async def slow_refresher(current: Session) -> Session:
+            await asyncio.sleep(0.4)  # outlives the 0.2 s lock, on purpose
+            admin = server.admin()
+            assert admin.set(SessionKeys.for_session("s1").lock, "peer", nx=True, px=5000)
+            peer_took_it.set()
+            return current.with_tokens(tokens_expire_at=current.tokens_expire_at + 60)
+
+        fresh = await store.coordinate(slow_refresher)(session)
+        assert peer_took_it.is_set()
+        assert fresh.tokens_expire_at > session.tokens_expire_at
+        assert server.admin().get(SessionKeys.for_session("s1").lock) == b"peer"
+        await store.close()
+    finally:
+        server.close()
+
+
+async def test_a_replica_waiting_on_a_rejected_refresh_sends_the_user_to_sign_in(
+        replicas: tuple[RunningGateway, RunningGateway], idp: DevIdp,
+        http: aiohttp.ClientSession) -> None:
+    """The user was signed out at the IdP; both replicas refresh at once. The lock holder gets
+    invalid_grant and ends the session; the waiting replica sees that and answers 401 (a
+    navigation would be sent to sign in), never 503."""
+    first, second = replicas
+    cookie = await sign_in_cookies(first.url)
+    await asyncio.sleep(TOKEN_SECONDS - 2 + 0.2)
+    idp.global_sign_out(ALICE.username)
+    idp.add_fault("token", delay_seconds=0.5)
+    statuses = await asyncio.gather(*(
+        _get(http, f"{(first, second)[i % 2].url}/x", cookie) for i in range(10)))
+    assert statuses == [401] * 10
+    assert idp.token_requests["refresh_token"] == 1

@@ -23,7 +23,6 @@ from gateway.observability.logging import get_logger
 from gateway.observability.metrics import Metrics
 
 log = get_logger(__name__)
-TOKEN_TIMEOUT = aiohttp.ClientTimeout(total=10, connect=3, sock_read=8)
 
 
 @dataclass(frozen=True)
@@ -52,8 +51,9 @@ class TokenClient:
 
     def __init__(self, http: aiohttp.ClientSession, *, token_endpoint: str,
                  revocation_endpoint: str | None, client_id: str, client_secret: str,
-                 metrics: Metrics) -> None:
+                 metrics: Metrics, timeout: float = 10.0) -> None:
         self._http = http
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
         self.token_endpoint = token_endpoint
         self.revocation_endpoint = revocation_endpoint
         self.client_id = client_id
@@ -105,7 +105,7 @@ class TokenClient:
             form = {**form, "client_id": self.client_id}
         started = time.perf_counter()
         try:
-            async with self._http.post(url, data=form, headers=headers, timeout=TOKEN_TIMEOUT,
+            async with self._http.post(url, data=form, headers=headers, timeout=self._timeout,
                                        allow_redirects=False) as resp:
                 body = await resp.read()
                 status, idp_request_id = resp.status, resp.headers.get("x-amz-cognito-request-id")

@@ -69,7 +69,8 @@ class IdentityProvider:
         self._client = TokenClient(
             self._http, token_endpoint=metadata.token_endpoint,
             revocation_endpoint=metadata.revocation_endpoint, client_id=s.cognito.client_id,
-            client_secret=s.cognito.client_secret, metrics=self._metrics)
+            client_secret=s.cognito.client_secret, metrics=self._metrics,
+            timeout=s.cognito.timeout_seconds)
         self._verifier = TokenVerifier(
             jwks, issuer=metadata.issuer, client_id=s.cognito.client_id,
             bearer_client_ids=s.bearer_client_ids, cognito=s.is_cognito, metrics=self._metrics)

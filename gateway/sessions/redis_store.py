@@ -3,46 +3,43 @@
 The browser holds only the encrypted session id; Redis holds the session, encrypted with the
 same keys (Redis never sees a token in clear), under a key that expires with the session.
 Ending a session deletes its key, so a replayed cookie finds nothing on any replica.
+
+Refresh across replicas: the replica that takes a session's refresh lock (a random owner
+token, `SET NX PX`) refreshes and saves; the others wait for the saved result instead of
+spending the refresh token again. The lock outlives the longest refresh (every attempt of the
+token call timing out) and is released only by its owner (compare-and-delete in Lua), so a slow
+refresh never frees another replica's lock. A refresh the IdP rejects (`invalid_grant`) ends
+the session in Redis, and a waiting replica that finds the session gone treats it as rejected
+too: the user signs in again instead of getting a 503.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import secrets
 import time
 
-import redis.asyncio as redis
 from aiohttp import web
-from redis.exceptions import RedisError
 
-from gateway.errors import SessionStoreUnavailable
+from gateway.config import SessionSettings
+from gateway.errors import SessionStoreUnavailable, TokenEndpointError
 from gateway.sessions.cipher import Cipher
 from gateway.sessions.cookies import CookiePolicy
 from gateway.sessions.model import Session
+from gateway.sessions.redis_client import SessionRedis
+from gateway.sessions.redis_keys import SessionKeys
+from gateway.sessions.refresh import RefreshRejected
 from gateway.sessions.store import Refresher, SessionStore
 
-KEY_PREFIX = "cognito-gateway:session:"
-LOCK_PREFIX = "cognito-gateway:refresh-lock:"
-LOCK_MILLISECONDS = 15000
 WAIT_STEP = 0.05
 
 
-def _unavailable() -> SessionStoreUnavailable:
-    # Words only: Redis's own text names addresses and errno ("Error 111 connecting to
-    # 10.0.0.5:6379"), which must never reach a client; the cause is logged with the request.
-    return SessionStoreUnavailable("the session store is not answering; try again shortly")
-
-
 class RedisSessionStore(SessionStore):
-    def __init__(self, cookies: CookiePolicy, cipher: Cipher, lifetime: int, *,
-                 redis_url: str) -> None:
-        super().__init__(cookies, cipher, lifetime)
-        self._redis = redis.Redis.from_url(redis_url, socket_timeout=2.0,
-                                           socket_connect_timeout=2.0)
-
-    @staticmethod
-    def _key(sid: str) -> str:
-        return KEY_PREFIX + hashlib.sha256(sid.encode()).hexdigest()
+    def __init__(self, cookies: CookiePolicy, cipher: Cipher, settings: SessionSettings, *,
+                 lock_seconds: float) -> None:
+        super().__init__(cookies, cipher, settings.lifetime_seconds)
+        self._redis = SessionRedis.from_settings(settings)
+        self._lock_seconds = lock_seconds
 
     def _sid(self, request: web.Request) -> str | None:
         sealed = self.cookies.read(request)
@@ -62,13 +59,9 @@ class RedisSessionStore(SessionStore):
                                max_age=self._max_age(session))
 
     async def _get(self, sid: str) -> Session | None:
-        try:
-            sealed = await self._redis.get(self._key(sid))
-        except RedisError as exc:
-            raise _unavailable() from exc
-        if isinstance(sealed, bytes):
-            sealed = sealed.decode("ascii", "replace")
-        data = self.cipher.open(sealed, ttl=self.lifetime) if sealed else None
+        sealed = await self._redis.get(SessionKeys.for_session(sid).session)
+        data = self.cipher.open(sealed.decode("ascii", "replace"), ttl=self.lifetime) \
+            if sealed else None
         try:
             session = Session.from_dict(data) if data else None
         except (KeyError, TypeError, ValueError):
@@ -78,60 +71,53 @@ class RedisSessionStore(SessionStore):
         return session
 
     async def _put(self, session: Session) -> None:
-        try:
-            await self._redis.set(self._key(session.sid), self.cipher.seal(session.to_dict()),
-                                  ex=self._max_age(session))
-        except RedisError as exc:
-            raise _unavailable() from exc
+        await self._redis.set(SessionKeys.for_session(session.sid).session,
+                              self.cipher.seal(session.to_dict()),
+                              ttl_seconds=self._max_age(session))
 
     async def end(self, request: web.Request, response: web.StreamResponse,
                   session: Session | None) -> None:
         sid = session.sid if session else self._sid(request)
         if sid is not None:
-            try:
-                await self._redis.delete(self._key(sid))
-            except RedisError as exc:
-                raise _unavailable() from exc
+            await self._redis.delete(SessionKeys.for_session(sid).session)
         self.cookies.clear(request, response)
 
     def coordinate(self, refresher: Refresher) -> Refresher:
-        """Refresh under a Redis lock per session: the replica that takes it refreshes and saves;
-        the others wait for the saved result instead of spending the refresh token again."""
+        """Refresh under the session's Redis lock (see the module docstring)."""
 
         async def refresh(session: Session) -> Session:
-            lock = LOCK_PREFIX + self._key(session.sid)[len(KEY_PREFIX):]
-            try:
-                acquired = await self._redis.set(lock, "1", nx=True, px=LOCK_MILLISECONDS)
-            except RedisError as exc:
-                raise _unavailable() from exc
-            if not acquired:
+            keys = SessionKeys.for_session(session.sid)
+            owner = secrets.token_urlsafe(16)
+            if not await self._redis.acquire_lock(keys.lock, owner,
+                                                  ttl_seconds=self._lock_seconds):
                 return await self._wait_for_refresh(session)
             try:
                 fresh = await refresher(session)
+            except TokenEndpointError as exc:
+                if exc.error == "invalid_grant":
+                    await self._redis.delete(keys.session)
+                raise
+            else:
                 await self._put(fresh)
                 return fresh
             finally:
-                await self._redis.delete(lock)
+                await self._redis.release_lock(keys.lock, owner)
 
         return refresh
 
     async def _wait_for_refresh(self, session: Session) -> Session:
-        for _ in range(int(LOCK_MILLISECONDS / 1000 / WAIT_STEP)):
+        deadline = time.monotonic() + self._lock_seconds
+        while time.monotonic() < deadline:
             await asyncio.sleep(WAIT_STEP)
             current = await self._get(session.sid)
             if current is None:
-                raise SessionStoreUnavailable("the session ended during a refresh elsewhere")
+                raise RefreshRejected("the session ended while another replica refreshed it")
             if current.tokens_expire_at > session.tokens_expire_at:
                 return current
         raise SessionStoreUnavailable("another replica's refresh did not finish in time")
 
     async def ping(self) -> bool:
-        try:
-            return bool(await self._redis.ping())
-        except RedisError:
-            return False
+        return await self._redis.ping()
 
     async def close(self) -> None:
         await self._redis.aclose()
-
-

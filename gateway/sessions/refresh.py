@@ -118,4 +118,10 @@ class RefreshCoordinator:
 
 
 def _rejected(exc: GatewayError) -> bool:
-    return isinstance(exc, TokenEndpointError) and exc.error == "invalid_grant"
+    return isinstance(exc, RefreshRejected) or (
+        isinstance(exc, TokenEndpointError) and exc.error == "invalid_grant")
+
+
+def longest_refresh(token_timeout: float) -> float:
+    """The longest a refresh can take: every attempt timing out, plus the pauses between."""
+    return token_timeout * (len(RETRY_PAUSES) + 1) + sum(RETRY_PAUSES)
