@@ -66,6 +66,9 @@ class Guard:
         self._pending = pending
         self._metrics = metrics
         self._bearer_cache: OrderedDict[str, Principal] = OrderedDict()
+        # Only the cookie store needs periodic re-checks: Redis sees sign-outs at once.
+        self._revalidate_after = (settings.session.revalidate_seconds
+                                  if settings.session.store == "cookie" else 0)
 
     def identity_headers(self, request: web.Request) -> dict[str, str]:
         """The identity headers `check` decided for this request."""
@@ -145,7 +148,8 @@ class Guard:
         if session is None:
             return None
         now = time.time()
-        if not session.refresh_due(now, self._settings.session.refresh_before_expiry_seconds):
+        if not session.refresh_due(now, self._settings.session.refresh_before_expiry_seconds,
+                                   self._revalidate_after):
             return session if session.tokens_valid(now) else None
         try:
             fresh = await self._refresher.refresh(session)

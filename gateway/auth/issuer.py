@@ -34,7 +34,7 @@ class SessionIssuer:
             expires_at=now + self._settings.session.lifetime_seconds,
             tokens_expire_at=min(now + tokens.expires_in, float(claims["exp"])),
             refresh_token=tokens.refresh_token, access_token=self._kept_access(tokens),
-            id_token=self._kept_id(tokens))
+            id_token=self._kept_id(tokens), checked_at=now)
 
     async def refreshed(self, session: Session) -> Session:
         """The session with tokens from the refresh grant (the Refresher of RefreshCoordinator)."""
@@ -53,7 +53,7 @@ class SessionIssuer:
             identity=identity, tokens_expire_at=expire_at,
             refresh_token=tokens.refresh_token or session.refresh_token,
             access_token=self._kept_access(tokens),
-            id_token=self._kept_id(tokens) or session.id_token)
+            id_token=self._kept_id(tokens) or session.id_token, checked_at=now)
 
     def _kept_access(self, tokens: TokenResponse) -> str | None:
         return tokens.access_token if self._settings.headers.pass_access_token else None
