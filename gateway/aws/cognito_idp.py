@@ -13,6 +13,7 @@ failure leaves as one of `gateway.aws.errors`; answers leave as `gateway.aws.mod
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import logging
 from collections.abc import AsyncIterator, Mapping
@@ -42,6 +43,13 @@ def _sdk() -> tuple[ModuleType, ModuleType]:
                              "'cognito-gateway[aws]'") from exc
 
 
+@functools.cache
+def _data_loader() -> Any:
+    # The service models are static and slow to parse (~0.2 s for cognito-idp): parse once per
+    # process. Credentials are still resolved afresh by each session.
+    return importlib.import_module("botocore.loaders").create_loader()
+
+
 def _quiet_sdk_logs() -> None:
     for name in SDK_LOGGERS:
         logger = logging.getLogger(name)
@@ -56,6 +64,7 @@ async def open_cognito_idp(region: str, *, timeout_seconds: float = 10.0
     session_module, config_module = _sdk()
     _quiet_sdk_logs()
     session = session_module.get_session()
+    session.register_component("data_loader", _data_loader())
     try:
         credentials = await session.get_credentials()
     except sdk_failures() as exc:

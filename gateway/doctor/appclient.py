@@ -98,8 +98,11 @@ class _Rules:
         kept = [f for f in c.allowed_oauth_flows if f != "client_credentials"]
         changes: dict[str, object] = {"AllowedOAuthFlowsUserPoolClient": True,
                                       "AllowedOAuthFlows": with_added(tuple(kept), "code")}
+        # Cognito refuses OAuth flows without scopes, and the code grant without a callback URL.
         if not c.allowed_oauth_scopes:
             changes["AllowedOAuthScopes"] = list(self.e.scopes)
+        if not c.callback_urls:
+            changes["CallbackURLs"] = [self.e.redirect_uri]
         dropped = (" client_credentials cannot be combined with code on one app client: give "
                    "machine clients their own app client." if len(kept) < len(
                        c.allowed_oauth_flows) else "")
