@@ -601,6 +601,37 @@ class TestDoctorRun:
         assert set(document["findings"][0]) == {"check", "status", "message", "fix", "command",
                                                 "argv", "policy"}
 
+    @pytest.mark.parametrize("stack", [{"CallbackURLs": [DEV_PUBLIC_URL + "/oauth2/callback/"]}],
+                             indirect=True, ids=["callback near miss in the pool"])
+    async def test_the_printed_command_pastes_into_a_shell_as_the_json_argv(
+            self, stack: Stack) -> None:
+        """The text report's `run:` lines, continuation backslashes and all, are the argv."""
+        _, text = await doctor(stack.config())
+        _, out = await doctor(stack.config(), as_json=True)
+        (argv,) = [f["argv"] for f in json.loads(out)["findings"] if f["argv"]]
+        lines = text.splitlines()
+        start = next(i for i, line in enumerate(lines) if line.lstrip().startswith("run: "))
+        block = [lines[start].split("run: ", 1)[1]]
+        while block[-1].endswith("\\"):
+            block[-1] = block[-1][:-1]
+            block.append(lines[start + len(block)])
+        assert shlex.split(" ".join(block)) == argv
+
+    async def test_a_second_secret_passes_when_the_token_endpoint_accepts_it(
+            self, stack: Stack) -> None:
+        """Secret rotation: the API shows one secret, the config holds the other one, and the
+        token endpoint accepts it: the secret check passes instead of failing."""
+        rotated = AppClient(client_id=stack.built.client_id, client_secret=CONFIGURED_SECRET,
+                            callback_urls=[DEV_PUBLIC_URL + "/oauth2/callback"])
+        async with DevIdp(UserPool(users=[ALICE], clients=[rotated])) as idp:
+            environ = Stack(stack.built, idp).config(
+                GATEWAY_COGNITO_CLIENT_SECRET=CONFIGURED_SECRET)
+            code, out = await doctor(environ, as_json=True)
+        found = {f["check"]: f for f in json.loads(out)["findings"]}
+        assert code == 0, out
+        assert found["client auth"]["status"] == found["client secret"]["status"] == "PASS"
+        assert "second secret" in found["client secret"]["message"]
+
     @pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
     @pytest.mark.parametrize("secret", ["right", "wrong"])
     async def test_no_secret_or_token_is_ever_printed(self, stack: Stack, secrets: Secrets,
