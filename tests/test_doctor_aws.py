@@ -50,7 +50,14 @@ from gateway.aws import (
 )
 from gateway.config import load_settings
 from gateway.devidp import AppClient, DevIdp, UserPool
-from gateway.doctor import Finding, Status, check_app_client, confirmed_cause, run_doctor
+from gateway.doctor import (
+    Finding,
+    Status,
+    check_app_client,
+    confirmed_cause,
+    read_app_client,
+    run_doctor,
+)
 from gateway.doctor.apichecks import ALL_FIXES, API
 from gateway.doctor.facts import AppClientFacts, Expectation
 from gateway.doctor.iam import DOCTOR_ACTIONS
@@ -764,6 +771,7 @@ async def test_without_the_api_one_warning_with_the_iam_policy_and_the_probes_ru
                    "GATEWAY_SESSION_COOKIE_SECURE": "false"}
         code, out = await doctor(environ, as_json=True)
         _, text = await doctor(environ)
+    assert await read_app_client(load_settings(environ=environ)) is None
     document = json.loads(out)
     assert code == 0, out
     api = [f for f in document["findings"] if f["check"] == API]
