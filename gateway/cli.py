@@ -34,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     doctor = commands.add_parser(
         "doctor", help="check a config against the IdP and print each finding with its fix")
     doctor.add_argument("--config", type=Path, help="TOML file; GATEWAY_* variables override it")
+    doctor.add_argument("--json", action="store_true",
+                        help="print the findings as one JSON document (for CI)")
     return parser
 
 
@@ -44,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         return _demo()
     if args.command == "doctor":
-        return _doctor(args.config)
+        return _doctor(args.config, as_json=args.json)
     if args.command == "generate-secret":
         print(Fernet.generate_key().decode())
         return 0
@@ -68,12 +70,12 @@ def _run(config: Path | None) -> int:
     return 0
 
 
-def _doctor(config: Path | None) -> int:
+def _doctor(config: Path | None, *, as_json: bool = False) -> int:
     from gateway.doctor import main as doctor_main  # noqa: PLC0415
 
     # The probes' own token_endpoint_error lines would repeat the findings: errors only.
     configure_logging("error", stream=sys.stderr)
-    return doctor_main(config)
+    return doctor_main(config, as_json=as_json)
 
 
 def _demo() -> int:
