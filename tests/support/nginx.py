@@ -8,8 +8,9 @@ finally:
     nginx.stop()
 ```
 
-`conf_body` is the inside of the tested `server { }` block (the launcher adds `listen`);
-`http_conf` goes into the `http { }` block (an `upstream`, a `map`, ...). Paths in either must be
+`conf_body` is the inside of the tested `server { }` block (the launcher adds `listen`, with
+`listen_options` such as "ssl" after the address); `http_conf` goes into the `http { }` block
+(an `upstream`, a `map`, ...). Paths in either must be
 absolute (a pytest `tmp_path` is fine). nginx runs in the foreground as one process
 (`daemon off; master_process off;`), writes its pid, logs and temp files under its own temporary
 directory, and a second server on another port serves `stub_status` so that `accepts()` can
@@ -45,7 +46,7 @@ http {{
     scgi_temp_path {prefix}/scgi;
 {http_conf}
     server {{
-        listen 127.0.0.1:{port};
+        listen 127.0.0.1:{port} {listen_options};
 {conf_body}
     }}
     server {{
@@ -65,11 +66,12 @@ class RunningNginx:
     status_port: int
     prefix: Path
     process: subprocess.Popen[bytes]
+    tls: bool = False
     _own_connections: int = field(default=0)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def accepts(self) -> int:
         """TCP connections nginx has accepted from others (its `accepts` counter)."""
@@ -115,7 +117,8 @@ def _free_port() -> int:
         return port
 
 
-def start_nginx(conf_body: str, *, http_conf: str = "", within: float = 10.0) -> RunningNginx:
+def start_nginx(conf_body: str, *, http_conf: str = "", listen_options: str = "",
+                within: float = 10.0) -> RunningNginx:
     """Start nginx serving `conf_body` on a free loopback port; fail loudly if it does not come up.
 
     A port taken between choosing and binding it (another test grabbed it) is retried with new
@@ -127,12 +130,13 @@ def start_nginx(conf_body: str, *, http_conf: str = "", within: float = 10.0) ->
         port, status_port = _free_port(), _free_port()
         (prefix / "nginx.conf").write_text(_CONFIG.format(
             prefix=prefix, port=port, status_port=status_port, http_conf=http_conf,
-            conf_body=conf_body))
+            conf_body=conf_body, listen_options=listen_options))
         process = subprocess.Popen(
             [NGINX, "-p", str(prefix), "-e", str(prefix / "error.log"),
              "-c", str(prefix / "nginx.conf")],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        nginx = RunningNginx(port=port, status_port=status_port, prefix=prefix, process=process)
+        nginx = RunningNginx(port=port, status_port=status_port, prefix=prefix, process=process,
+                             tls="ssl" in listen_options.split())
         deadline = time.monotonic() + within
         while time.monotonic() < deadline and process.poll() is None:
             if nginx._status() is not None:

@@ -51,7 +51,8 @@ class UpstreamConnection(asyncio.Protocol):
     """A keep-alive connection to the upstream and the state of its current exchange."""
 
     __slots__ = (
-        "_body_until_eof", "_buffered", "_chunks", "_closed", "_complete", "_content_length",
+        "_body_until_eof", "_buffered", "_chunks", "_closed", "_complete", "_connection_tokens",
+        "_content_length",
         "_drain_waiter", "_error", "_head_done", "_head_raw", "_header_bytes", "_headers",
         "_high_water", "_interim", "_is_head", "_keep_alive", "_last_read", "_loop",
         "_low_water", "_max_header_bytes", "_max_header_count", "_parser",
@@ -91,6 +92,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._status = 0
         self._reason = b""
         self._headers: list[Header] = []
+        self._connection_tokens = b""  # the Connection header, gathered for HEAD responses only
         self._header_bytes = 0
         self._content_length: int | None = None
         self._body_until_eof = True
@@ -413,6 +415,8 @@ class UpstreamConnection(asyncio.Protocol):
         if size == 14 and name.lower() == b"content-length":
             self._content_length = int(value)  # llhttp has checked it is all digits
             self._body_until_eof = False
+        elif size == 10 and self._is_head and name.lower() == b"connection":
+            self._connection_tokens += value.lower() + b","
         elif size == 17 and name.lower() == b"transfer-encoding":
             last_coding = value.rsplit(b",", 1)[-1].strip().lower()
             self._body_until_eof = last_coding != b"chunked"
@@ -426,6 +430,7 @@ class UpstreamConnection(asyncio.Protocol):
             self._interim += 1  # 100 Continue, 103 Early Hints, ...: skipped
             self._reason = b""
             self._headers = []
+            self._connection_tokens = b""
             self._content_length = None
             self._body_until_eof = True
             return
@@ -433,9 +438,18 @@ class UpstreamConnection(asyncio.Protocol):
         self._head_done = True
         self._unproductive = 0
         if self._is_head:
-            self._keep_alive = self._parser.should_keep_alive()
+            self._keep_alive = self._head_keeps_alive()
             raise _HeadResponseComplete
         self._wake()
+
+    def _head_keeps_alive(self) -> bool:
+        # llhttp's should_keep_alive() would say no for a HEAD response without Content-Length
+        # or chunked (it expects a body until EOF); a response to HEAD never has one.
+        assert self._parser is not None
+        tokens = {token.strip() for token in self._connection_tokens.split(b",")}
+        if self._parser.get_http_version() == "1.0":
+            return b"keep-alive" in tokens and b"close" not in tokens
+        return b"close" not in tokens
 
     def on_body(self, body: bytes) -> None:
         self._chunks.append(body)
