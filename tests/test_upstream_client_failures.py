@@ -466,6 +466,26 @@ class TestStaleConnections:
             await (await client.request("GET", "/")).read()
             assert upstream.accepted == 2
 
+    async def test_idle_connection_written_to_is_closed(self) -> None:
+        """Bytes on an idle connection (a 408 before a close) make the pool drop it at once."""
+        idle = asyncio.Event()
+
+        async def talk_while_idle(exchange: RawExchange) -> None:
+            exchange.send(OK)
+            if exchange.number == 1 and upstream.accepted == 1:
+                await idle.wait()
+                exchange.send(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n")
+
+        async with scripted(talk_while_idle) as upstream, \
+                UpstreamClient(upstream.url, keepalive_timeout=60) as client:
+            await (await client.request("GET", "/")).read()
+            assert client.idle_connections == 1
+            idle.set()
+            await _until(lambda: client.open_connections == 0)
+            response = await client.request("POST", "/", body=b"not retried, not needed")
+            assert await response.read() == b"ok"
+            assert upstream.accepted == 2
+
     async def test_idle_connections_expire(self) -> None:
         """Idle connections are closed after keepalive_timeout, and the upstream sees the close."""
         async with scripted(answer(OK)) as upstream, \

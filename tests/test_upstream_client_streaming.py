@@ -8,6 +8,7 @@ an upstream that stops reading stops the request body (the client stops pulling 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import resource
 import time
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from gateway.upstream.client import UpstreamClient, WriteTimeout
+from gateway.upstream.client import ReadTimeout, UpstreamClient, WriteTimeout
 from tests.support.nginx import RunningNginx, start_nginx
 from tests.test_upstream_client_failures import RawExchange, scripted
 
@@ -89,6 +90,35 @@ async def pieces(count: int, on_pull: Callable[[], None] = lambda: None) -> Asyn
     for _ in range(count):
         on_pull()
         yield PIECE
+
+
+@contextlib.asynccontextmanager
+async def not_reading(answer: bytes = b"") -> AsyncIterator[str]:
+    """An upstream that reads the request head, writes `answer`, then neither reads nor closes."""
+    tasks: set[asyncio.Task[None]] = set()
+    writers: list[asyncio.StreamWriter] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        tasks.add(task)
+        writers.append(writer)
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(answer)
+            await asyncio.Event().wait()
+
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for writer in writers:
+            writer.close()
+        await server.wait_closed()
 
 
 class TestBoundedMemory:
@@ -181,22 +211,47 @@ class TestFlowControl:
             nonlocal pulled
             pulled += 1
 
-        async def never_read(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await asyncio.Event().wait()
+        async with not_reading() as url, \
+                UpstreamClient(url, write_timeout=0.3, read_timeout=2) as client:
+            started = time.monotonic()
+            with pytest.raises(WriteTimeout):
+                await client.request("PUT", "/", body=pieces(TOTAL // len(PIECE), pulled_one))
+            assert time.monotonic() - started < 5
+            assert pulled * len(PIECE) < TOTAL // 4
+            assert client.open_connections == 0
 
-        server = await asyncio.start_server(never_read, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        try:
-            async with UpstreamClient(f"http://127.0.0.1:{port}", write_timeout=0.3,
-                                      read_timeout=2) as client:
-                started = time.monotonic()
-                with pytest.raises(WriteTimeout):
-                    await client.request("PUT", "/", body=pieces(TOTAL // len(PIECE), pulled_one))
-                assert time.monotonic() - started < 5
-                assert pulled * len(PIECE) < TOTAL // 4
-                assert client.open_connections == 0
-        finally:
-            server.close()
+
+class TestEarlyResponse:
+    """An upstream may answer before it has read the request body (a 413, a 401)."""
+
+    async def test_upload_stops_and_the_answer_is_returned(self) -> None:
+        """The client stops sending, returns the answer, and does not reuse the connection."""
+        pulled = 0
+
+        def pulled_one() -> None:
+            nonlocal pulled
+            pulled += 1
+
+        answer = b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 5\r\n\r\nlarge"
+        async with not_reading(answer) as url, \
+                UpstreamClient(url, read_timeout=5, write_timeout=5) as client:
+            response = await client.request(
+                "PUT", "/", body=pieces(TOTAL // len(PIECE), pulled_one), body_length=TOTAL)
+            assert (response.status, await response.read()) == (413, b"large")
+            assert pulled * len(PIECE) < TOTAL // 4
+            assert client.open_connections == 0
+
+    async def test_body_owed_after_an_early_head_times_out(self) -> None:
+        """After an early head, a body that stops coming still ends in ReadTimeout."""
+        answer = b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 10\r\n\r\nlarge"
+        async with not_reading(answer) as url, \
+                UpstreamClient(url, read_timeout=0.3, write_timeout=5) as client:
+            response = await client.request(
+                "PUT", "/", body=pieces(TOTAL // len(PIECE)), body_length=TOTAL)
+            assert response.status == 413
+            with pytest.raises(ReadTimeout):
+                await response.read()
+            assert client.open_connections == 0
 
 
 async def _until(condition: Callable[[], bool], within: float = 10.0) -> None:

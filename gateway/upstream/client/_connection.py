@@ -150,11 +150,15 @@ class UpstreamConnection(asyncio.Protocol):
 
     async def receive_head(self) -> tuple[int, str, list[Header], int | None]:
         """Wait for the final response head: status, reason, headers, Content-Length."""
-        if not self._head_done and self._error is None:
+        if not self._complete and self._error is None:
+            # The request is out: from now on the upstream owes bytes (the head may already
+            # be here if it answered before the request body was sent; the body is still owed).
             self._last_read = self._loop.time()
-            self._read_timer = self._loop.call_at(
-                self._last_read + self._read_timeout, self._read_timer_fired)
-            await self._wait()
+            if self._read_timer is None:
+                self._read_timer = self._loop.call_at(
+                    self._last_read + self._read_timeout, self._read_timer_fired)
+            if not self._head_done:
+                await self._wait()
         if not self._head_done:
             assert self._error is not None
             raise self._error
@@ -211,7 +215,7 @@ class UpstreamConnection(asyncio.Protocol):
     def usable_when_idle(self) -> bool:
         """False once the idle connection was closed, or the upstream closed or wrote to it."""
         transport = self._transport
-        return not self._closed and transport is not None and not transport.is_closing()
+        return self.reusable and transport is not None and not transport.is_closing()
 
     def close(self) -> None:
         """Close (idempotent); an exchange in progress fails with ConnectionClosed."""
@@ -295,12 +299,9 @@ class UpstreamConnection(asyncio.Protocol):
         parser = self._parser
         if parser is None or self._complete or self._closed:
             # Bytes nobody asked for (while idle, or after a complete response): the upstream
-            # is closing or out of step; this connection must not carry another request.
-            self._keep_alive = False
-            if self._complete:
-                self._request_abandoned = True
-            else:
-                self.close()
+            # is closing or out of step. A complete body stays readable; the connection goes.
+            self._request_abandoned = True
+            self.close()
             return
         self._last_read = self._loop.time()
         self._received += len(data)
