@@ -1,4 +1,4 @@
-"""One HTTP/1.1 connection to the upstream: an asyncio.Protocol fed to httptools (llhttp).
+"""One HTTP/1.1 connection to the upstream: an asyncio.Protocol whose bytes go to a parser.
 
 A connection carries one exchange at a time. `begin()` starts one; the request goes out with
 `write()`/`drain()`; `receive_head()` waits for the final response head (interim 1xx heads are
@@ -21,13 +21,6 @@ from collections import deque
 from collections.abc import Callable
 from typing import cast
 
-from httptools import (
-    HttpParserCallbackError,
-    HttpParserError,
-    HttpParserUpgrade,
-    HttpResponseParser,
-)
-
 from gateway.upstream.client._exceptions import (
     ConnectionClosed,
     ReadTimeout,
@@ -35,29 +28,16 @@ from gateway.upstream.client._exceptions import (
     UpstreamClientError,
     WriteTimeout,
 )
-
-Header = tuple[str, str]
-
-
-class _HeadResponseComplete(Exception):
-    """Stops llhttp after the head of a response to HEAD, which has no body whatever it says."""
-
-
-class _UnsolicitedResponse(Exception):
-    """Stops llhttp at bytes that follow a complete response: they answer nothing we asked."""
+from gateway.upstream.client._parser import Header, ResponseParser
 
 
 class UpstreamConnection(asyncio.Protocol):
     """A keep-alive connection to the upstream and the state of its current exchange."""
 
     __slots__ = (
-        "_body_until_eof", "_buffered", "_chunks", "_closed", "_complete", "_connection_tokens",
-        "_content_length",
-        "_drain_waiter", "_error", "_head_done", "_head_raw", "_header_bytes", "_headers",
-        "_high_water", "_interim", "_is_head", "_keep_alive", "_last_read", "_loop",
-        "_low_water", "_max_header_bytes", "_max_header_count", "_parser",
-        "_read_timeout", "_read_timer", "_reading_paused", "_reason", "_received",
-        "_request_abandoned", "_status", "_transport", "_unproductive", "_waiter",
+        "_buffered", "_chunks", "_closed", "_drain_waiter", "_error", "_high_water",
+        "_last_read", "_loop", "_low_water", "_read_timeout", "_read_timer", "_reading_paused",
+        "_received", "_request_abandoned", "_response", "_transport", "_waiter",
         "_write_paused", "_write_timeout", "exchanges", "idle_since", "on_close",
     )
 
@@ -67,12 +47,11 @@ class UpstreamConnection(asyncio.Protocol):
         self._loop = loop
         self._read_timeout = read_timeout
         self._write_timeout = write_timeout
-        self._max_header_bytes = max_header_bytes
-        self._max_header_count = max_header_count
         self._high_water = high_water
         self._low_water = high_water // 4
+        self._response = ResponseParser(self, max_header_bytes=max_header_bytes,
+                                        max_header_count=max_header_count)
         self._transport: asyncio.Transport | None = None
-        self._parser: HttpResponseParser | None = None
         # Called once when the connection closes, whoever closes it (the pool's accounting).
         self.on_close: Callable[[UpstreamConnection], None] | None = None
         self._closed = False
@@ -82,39 +61,24 @@ class UpstreamConnection(asyncio.Protocol):
         self._write_paused = False
         self._reading_paused = False
         self._chunks: deque[bytes] = deque()
-        self.exchanges = 0
-        self.idle_since = 0.0
-        self._reset_exchange(is_head=False)
-
-    def _reset_exchange(self, *, is_head: bool) -> None:
-        self._is_head = is_head
-        self._head_raw: bytearray | None = bytearray() if is_head else None
-        self._status = 0
-        self._reason = b""
-        self._headers: list[Header] = []
-        self._connection_tokens = b""  # the Connection header, gathered for HEAD responses only
-        self._header_bytes = 0
-        self._content_length: int | None = None
-        self._body_until_eof = True
-        self._interim = 0
-        self._head_done = False
-        self._complete = False
-        self._keep_alive = False
-        self._request_abandoned = False
+        self._buffered = 0
         self._error: UpstreamClientError | None = None
         self._received = 0
-        self._unproductive = 0
-        self._buffered = 0
+        self._request_abandoned = False
         self._last_read = 0.0
+        self.exchanges = 0
+        self.idle_since = 0.0
 
     # -- the exchange, as the client drives it ---------------------------------------------
 
     def begin(self, *, is_head: bool) -> None:
         """Start an exchange: a new request is about to be written."""
-        self._reset_exchange(is_head=is_head)
+        self._response.start(is_head=is_head)
         self._chunks.clear()
-        if self._parser is None:
-            self._parser = HttpResponseParser(self)
+        self._buffered = 0
+        self._error = None
+        self._received = 0
+        self._request_abandoned = False
         self.exchanges += 1
         if self._closed:
             self._error = ConnectionClosed("the connection was closed before the request")
@@ -125,7 +89,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     async def drain(self) -> None:
         """Wait until the transport's write buffer is below its limit (WriteTimeout if not)."""
-        if self._write_paused and not self._head_done and self._error is None:
+        if self._write_paused and not self._response.head_done and self._error is None:
             waiter = self._drain_waiter = self._loop.create_future()
             timer = self._loop.call_later(self._write_timeout, self._write_timed_out, waiter)
             try:
@@ -142,7 +106,7 @@ class UpstreamConnection(asyncio.Protocol):
     @property
     def response_started(self) -> bool:
         """True once the final response head has arrived."""
-        return self._head_done
+        return self._response.head_done
 
     def abandon_request(self) -> None:
         """The request body was cut short: this connection can carry nothing more."""
@@ -150,20 +114,21 @@ class UpstreamConnection(asyncio.Protocol):
 
     async def receive_head(self) -> tuple[int, str, list[Header], int | None]:
         """Wait for the final response head: status, reason, headers, Content-Length."""
-        if not self._complete and self._error is None:
+        response = self._response
+        if not response.complete and self._error is None:
             # The request is out: from now on the upstream owes bytes (the head may already
             # be here if it answered before the request body was sent; the body is still owed).
             self._last_read = self._loop.time()
             if self._read_timer is None:
                 self._read_timer = self._loop.call_at(
                     self._last_read + self._read_timeout, self._read_timer_fired)
-            if not self._head_done:
+            if not response.head_done:
                 await self._wait()
-        if not self._head_done:
+        if not response.head_done:
             assert self._error is not None
             raise self._error
-        reason = self._reason.decode("utf-8", "surrogateescape")
-        return self._status, reason, self._headers, self._content_length
+        reason = response.reason.decode("utf-8", "surrogateescape")
+        return response.status, reason, response.headers, response.content_length
 
     async def receive_body(self) -> bytes:
         """The next body chunk; b"" once the body is complete."""
@@ -174,7 +139,7 @@ class UpstreamConnection(asyncio.Protocol):
                 if self._reading_paused and self._buffered <= self._low_water:
                     self._resume_reading()
                 return chunk
-            if self._complete:
+            if self._response.complete:
                 return b""
             if self._error is not None:
                 raise self._error
@@ -182,7 +147,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def take_buffered_body(self) -> bytes | None:
         """The whole body if it has fully arrived (one join at most), else None."""
-        if not self._complete:
+        if not self._response.complete:
             return None
         chunks = self._chunks
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
@@ -193,7 +158,7 @@ class UpstreamConnection(asyncio.Protocol):
     @property
     def body_done(self) -> bool:
         """True when the body is complete and the consumer has taken all of it."""
-        return self._complete and not self._chunks
+        return self._response.complete and not self._chunks
 
     @property
     def buffered_bytes(self) -> int:
@@ -203,13 +168,14 @@ class UpstreamConnection(asyncio.Protocol):
     @property
     def reusable(self) -> bool:
         """True when the exchange ended cleanly and the upstream keeps the connection open."""
-        return (self._complete and self._keep_alive and self._error is None
-                and not self._request_abandoned and not self._closed)
+        response = self._response
+        return (response.complete and response.keep_alive and not response.spoiled
+                and self._error is None and not self._request_abandoned and not self._closed)
 
     @property
     def may_retry(self) -> bool:
         """True when this exchange failed on a reused connection before any response byte."""
-        return self.exchanges > 1 and self._received == 0 and not self._head_done
+        return self.exchanges > 1 and self._received == 0 and not self._response.head_done
 
     @property
     def usable_when_idle(self) -> bool:
@@ -223,7 +189,7 @@ class UpstreamConnection(asyncio.Protocol):
             return
         graceful = self.reusable  # an idle connection says goodbye; any other is cut
         self._closed = True
-        if self._error is None and not self._complete:
+        if self._error is None and not self._response.complete:
             self._error = ConnectionClosed("the connection was closed by the client")
         self._stop_read_timer()
         self._wake()
@@ -256,14 +222,13 @@ class UpstreamConnection(asyncio.Protocol):
             drain.set_result(None)
 
     def _fail(self, error: UpstreamClientError) -> None:
-        if self._error is None and not self._complete:
+        if self._error is None and not self._response.complete:
             self._error = error
-        self._keep_alive = False
         self.close()
 
     def _read_timer_fired(self) -> None:
         self._read_timer = None
-        if self._complete or self._closed or self._reading_paused:
+        if self._response.complete or self._closed or self._reading_paused:
             return  # resuming reading re-arms the timer
         due = self._last_read + self._read_timeout
         if due - self._loop.time() > 0.001:
@@ -286,7 +251,7 @@ class UpstreamConnection(asyncio.Protocol):
         if self._transport is not None and not self._closed:
             self._transport.resume_reading()
             self._last_read = self._loop.time()
-            if self._read_timer is None and not self._complete:
+            if self._read_timer is None and not self._response.complete:
                 self._read_timer = self._loop.call_at(
                     self._last_read + self._read_timeout, self._read_timer_fired)
 
@@ -296,8 +261,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def data_received(self, data: bytes) -> None:
-        parser = self._parser
-        if parser is None or self._complete or self._closed:
+        if self.exchanges == 0 or self._response.complete or self._closed:
             # Bytes nobody asked for (while idle, or after a complete response): the upstream
             # is closing or out of step. A complete body stays readable; the connection goes.
             self._request_abandoned = True
@@ -305,56 +269,10 @@ class UpstreamConnection(asyncio.Protocol):
             return
         self._last_read = self._loop.time()
         self._received += len(data)
-        self._unproductive += len(data)
-        if self._head_raw is not None:
-            self._head_raw += data
         try:
-            parser.feed_data(data)
-        except HttpParserCallbackError as exc:
-            self._callback_stopped_parser(exc)
-        except HttpParserUpgrade:
-            self._parser_stopped_early("the upstream switched protocols")
-        except HttpParserError as exc:
-            self._parser_stopped_early(f"malformed response: {exc}", exc)
-        else:
-            if self._unproductive > self._max_header_bytes and not self._complete:
-                self._fail(RemoteProtocolError(
-                    f"response head or trailers exceed {self._max_header_bytes} bytes"))
-
-    def _callback_stopped_parser(self, exc: HttpParserCallbackError) -> None:
-        cause = exc.__context__
-        if isinstance(cause, _HeadResponseComplete):
-            self._complete_head_response()
-        elif isinstance(cause, _UnsolicitedResponse):
-            self._parser = None
-            self._request_abandoned = True
-        elif isinstance(cause, UpstreamClientError):
-            self._fail(cause)
-        else:
-            self._parser_stopped_early(f"malformed response: {exc}", exc)
-
-    def _parser_stopped_early(self, message: str, exc: BaseException | None = None) -> None:
-        self._parser = None
-        if self._complete:  # the response stands; what followed it spoils the connection
-            self._request_abandoned = True
-            return
-        error = RemoteProtocolError(message)
-        error.__cause__ = exc
-        self._fail(error)
-
-    def _complete_head_response(self) -> None:
-        # The parser stopped at the end of the final head; whatever came after it (a body the
-        # upstream sent anyway) would be read as the next response, so it spoils the connection.
-        self._parser = None
-        raw = self._head_raw or b""
-        end = -4
-        for _ in range(self._interim + 1):
-            end = raw.find(b"\r\n\r\n", end + 4)
-            if end < 0:
-                break
-        if end < 0 or len(raw) != end + 4:
-            self._request_abandoned = True
-        self._message_complete()
+            self._response.feed(data)
+        except RemoteProtocolError as error:
+            self._fail(error)
 
     def eof_received(self) -> bool | None:
         return None  # the transport closes itself; connection_lost decides what EOF meant
@@ -362,22 +280,19 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._closed:
             return
-        if (self._head_done and not self._complete and self._body_until_eof
-                and self._error is None):
-            self._message_complete()  # a body without framing ends when the connection does
-            self._keep_alive = False
-        elif not self._complete and self.exchanges and self._error is None:
+        response = self._response
+        if (not response.complete and self.exchanges and self._error is None
+                and not response.end_of_stream()):
             error = ConnectionClosed(self._closed_message(exc))
             error.__cause__ = exc
             self._error = error
-        self._keep_alive = False
         self.close()
 
     def _closed_message(self, exc: Exception | None) -> str:
         how = "reset" if exc is not None else "closed"
         if self._received == 0:
             return f"the upstream {how} the connection before answering"
-        if not self._head_done:
+        if not self._response.head_done:
             return f"the upstream {how} the connection in the middle of the response head"
         return f"the upstream {how} the connection in the middle of the response body"
 
@@ -390,72 +305,14 @@ class UpstreamConnection(asyncio.Protocol):
         if drain is not None and not drain.done():
             drain.set_result(None)
 
-    # -- httptools callbacks -----------------------------------------------------------------
+    # -- what the parser reports -------------------------------------------------------------
 
-    def on_message_begin(self) -> None:
-        if self._complete:
-            raise _UnsolicitedResponse
-
-    def on_status(self, status: bytes) -> None:
-        self._reason += status
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if self._head_done:
-            return  # a trailer: dropped (the unproductive-bytes limit bounds them)
-        self._header_bytes += len(name) + len(value) + 4
-        headers = self._headers
-        headers.append((name.decode("utf-8", "surrogateescape"),
-                        value.decode("utf-8", "surrogateescape")))
-        if len(headers) > self._max_header_count:
-            raise RemoteProtocolError(
-                f"the response has more than {self._max_header_count} header fields")
-        if self._header_bytes > self._max_header_bytes:
-            raise RemoteProtocolError(
-                f"the response head exceeds {self._max_header_bytes} bytes")
-        size = len(name)
-        if size == 14 and name.lower() == b"content-length":
-            self._content_length = int(value)  # llhttp has checked it is all digits
-            self._body_until_eof = False
-        elif size == 10 and self._is_head and name.lower() == b"connection":
-            self._connection_tokens += value.lower() + b","
-        elif size == 17 and name.lower() == b"transfer-encoding":
-            last_coding = value.rsplit(b",", 1)[-1].strip().lower()
-            self._body_until_eof = last_coding != b"chunked"
-
-    def on_headers_complete(self) -> None:
-        assert self._parser is not None
-        status = self._parser.get_status_code()
-        if status < 200:
-            if status == 101:
-                raise RemoteProtocolError("101 Switching Protocols: upgrades are not handled here")
-            self._interim += 1  # 100 Continue, 103 Early Hints, ...: skipped
-            self._reason = b""
-            self._headers = []
-            self._connection_tokens = b""
-            self._content_length = None
-            self._body_until_eof = True
-            return
-        self._status = status
-        self._head_done = True
-        self._unproductive = 0
-        if self._is_head:
-            self._keep_alive = self._head_keeps_alive()
-            raise _HeadResponseComplete
+    def head_received(self) -> None:
         self._wake()
 
-    def _head_keeps_alive(self) -> bool:
-        # llhttp's should_keep_alive() would say no for a HEAD response without Content-Length
-        # or chunked (it expects a body until EOF); a response to HEAD never has one.
-        assert self._parser is not None
-        tokens = {token.strip() for token in self._connection_tokens.split(b",")}
-        if self._parser.get_http_version() == "1.0":
-            return b"keep-alive" in tokens and b"close" not in tokens
-        return b"close" not in tokens
-
-    def on_body(self, body: bytes) -> None:
-        self._chunks.append(body)
-        self._buffered += len(body)
-        self._unproductive = 0
+    def body_received(self, chunk: bytes) -> None:
+        self._chunks.append(chunk)
+        self._buffered += len(chunk)
         if self._buffered > self._high_water and not self._reading_paused:
             self._reading_paused = True
             assert self._transport is not None
@@ -464,18 +321,9 @@ class UpstreamConnection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def on_message_complete(self) -> None:
-        if not self._head_done:
-            return  # the end of an interim (1xx) response
-        # Asked later, llhttp answers False: keep-alive is only known here.
-        assert self._parser is not None
-        self._keep_alive = self._parser.should_keep_alive()
-        self._message_complete()
-
-    def _message_complete(self) -> None:
-        self._complete = True
+    def message_complete(self) -> None:
         self._stop_read_timer()
         if self._reading_paused and self._transport is not None and not self._closed:
             self._reading_paused = False
-            self._transport.resume_reading()
+            self._transport.resume_reading()  # to see the upstream close an idle connection
         self._wake()

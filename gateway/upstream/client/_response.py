@@ -6,7 +6,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from gateway.upstream.client._connection import Header, UpstreamConnection
+    from gateway.upstream.client._connection import UpstreamConnection
+    from gateway.upstream.client._parser import Header
     from gateway.upstream.client._pool import ConnectionPool
 
 
