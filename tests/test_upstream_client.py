@@ -370,6 +370,6 @@ class TestHttps:
     async def test_untrusted_certificate(self, tls_nginx: tuple[RunningNginx, str]) -> None:
         """A certificate the default context does not trust is a ConnectError."""
         async with UpstreamClient(tls_nginx[0].url) as client:
-            with pytest.raises(ConnectError):
+            with pytest.raises(ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
                 await client.request("GET", "/cl")
             assert client.open_connections == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import ssl
 from collections import deque
 from collections.abc import Callable
@@ -124,9 +125,7 @@ class ConnectionPool:
             raise ConnectTimeout(
                 f"connecting to the upstream took over {self._connect_timeout:g} s") from exc
         except OSError as exc:  # refused, unreachable, unresolvable, TLS (ssl.SSLError)
-            # Never the address: messages may reach a log or a page.
-            detail = os.strerror(exc.errno) if exc.errno else type(exc).__name__
-            raise ConnectError(f"cannot connect to the upstream: {detail}") from exc
+            raise ConnectError(f"cannot connect to the upstream: {_reason(exc)}") from exc
         finally:
             self._connecting -= 1
         if self._closed:
@@ -183,3 +182,12 @@ class ConnectionPool:
             connection.close()
         if self._idle:
             self._schedule_expiry()
+
+
+def _reason(exc: OSError) -> str:
+    """Why a connect failed, in words that never hold the address (they may reach a log)."""
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake failed ({exc.reason or type(exc).__name__})"
+    if isinstance(exc, socket.gaierror):
+        return exc.strerror or "the name does not resolve"
+    return os.strerror(exc.errno) if exc.errno else type(exc).__name__
