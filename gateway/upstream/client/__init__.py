@@ -12,19 +12,17 @@ await client.aclose()
 Each connection is an asyncio.Protocol whose bytes go straight into httptools (llhttp); the
 pool lends connections to one exchange (request + response) at a time.
 
-The life of a connection:
+The life of a connection (the pool counts every one that is not CLOSED):
 
 ```
-             connect (ConnectTimeout / ConnectError)
-  CONNECTING ─────────────────────────────────────► ACTIVE: request out, response in
-                                                       │   body read to its end, response
-                                                       │   complete, keep-alive on both sides
-       error, timeout, Connection: close, body  ◄──────┤
-       read until close, aclose() or cancel            ▼
-       before the end                               IDLE in the pool ──► lent again (newest
-                 │                                     │                 first) if still open
-                 ▼                                     │ keepalive_timeout (default 4 s), EOF
-               CLOSED ◄────────────────────────────────┘ or bytes from the upstream, over max_idle
+CONNECTING --connected--------------------------------------------------------> ACTIVE
+CONNECTING --ConnectTimeout / ConnectError-------------------------------------> (gone)
+ACTIVE -----response complete, kept alive, body read to its end---------------> IDLE
+ACTIVE -----error, timeout, Connection: close, a body read until close,
+            aclose() or cancellation before the end---------------------------> CLOSED
+IDLE -------taken by a request (newest first), still open, nothing received---> ACTIVE
+IDLE -------keepalive_timeout (default 4 s), EOF or bytes from the upstream,
+            more idle than max_idle_connections, client.aclose()---------------> CLOSED
 ```
 
 An ACTIVE connection goes back to IDLE only when its response was complete, llhttp judged it
@@ -36,11 +34,17 @@ it is idempotent and its body is replayable (none or bytes).
 Memory is bounded both ways: the response body waits in a small buffer and the socket is not
 read while the consumer is behind; a streamed request body waits for the transport to drain.
 
-Errors (all subclasses of UpstreamClientError; the tree is in `_exceptions.py`):
-TimedOut (ConnectTimeout, PoolTimeout, ReadTimeout, WriteTimeout) is the upstream being too
-slow: 504. ConnectError, ConnectionClosed and RemoteProtocolError are the upstream failing:
-502. LocalProtocolError is a request the caller should not have built. All of them are
-TransportError except LocalProtocolError.
+Errors (details in `_exceptions.py`); a proxy maps them in one place:
+
+```
+UpstreamClientError
+├── LocalProtocolError      the caller built a request that cannot be sent  -> a bug (500)
+└── TransportError          the upstream failed                              -> 502 / 504
+    ├── TimedOut            ConnectTimeout, PoolTimeout, ReadTimeout, WriteTimeout -> 504
+    ├── ConnectError        refused, unreachable, unresolvable, TLS               -> 502
+    ├── ConnectionClosed    reset or closed before the response was complete      -> 502
+    └── RemoteProtocolError not HTTP/1.1, or a head over the limits               -> 502
+```
 
 Not handled here: 101 Switching Protocols (WebSockets stay on aiohttp), HTTP/2, proxies,
 redirects, cookies, decompression (bodies pass through untouched).
