@@ -26,6 +26,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from multidict import CIMultiDict
 
 from gateway.upstream.client import ConnectError, UpstreamClient
 from tests.support.nginx import RunningNginx, start_nginx
@@ -313,6 +314,14 @@ class TestRequests:
         host = app_upstream.url.removeprefix("http://")
         sent = [(k, v.encode("latin-1").decode()) for k, v in echoed["raw_headers"]]
         assert sent == [(k, v) for k, v in headers] + [("Host", host)]
+
+    async def test_headers_from_a_multidict(self, app_upstream: AppUpstream) -> None:
+        """A multidict's items() go out as they are, duplicates and order kept."""
+        headers = CIMultiDict([("X-Dup", "1"), ("Accept", "*/*"), ("x-dup", "2")])
+        async with UpstreamClient(app_upstream.url) as client:
+            response = await client.request("GET", "/echo/x", headers.items())
+            echoed = json.loads(await response.read())
+        assert echoed["raw_headers"][:3] == [["X-Dup", "1"], ["Accept", "*/*"], ["x-dup", "2"]]
 
     async def test_host_from_the_caller_wins(self, app_upstream: AppUpstream) -> None:
         """A Host the caller passes is sent as it is, and no second one is added."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterable, Sequence
+from collections.abc import AsyncIterable, Iterable
 from types import TracebackType
 from urllib.parse import urlsplit
 
@@ -91,12 +91,13 @@ class UpstreamClient:
         """Keep-alive connections waiting in the pool."""
         return self._pool.idle_connections
 
-    async def request(self, method: str, target: str, headers: Sequence[tuple[str, str]] = (),
+    async def request(self, method: str, target: str, headers: Iterable[tuple[str, str]] = (),
                       body: RequestBody = None, *, body_length: int | None = None,
                       ) -> UpstreamResponse:
         """Send one request and return once the final response head has arrived.
 
-        `target` is sent as it is (the raw path and query). `headers` must not hold
+        `target` is sent as it is (the raw path and query). `headers` are (name, value) pairs
+        (a list, or a multidict's `.items()`), sent in order; they must not hold
         Content-Length, Transfer-Encoding, Connection or Upgrade: the client frames the body
         itself (Content-Length for bytes and for a stream with `body_length`, chunked for a
         stream without). Host is added when absent. An idempotent request (GET, HEAD, OPTIONS,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Sequence
+from collections.abc import AsyncIterable, Iterable
 from typing import TYPE_CHECKING
 
 from gateway.upstream.client._exceptions import LocalProtocolError
@@ -34,7 +34,7 @@ def framing_header(method: str, body: bytes | AsyncIterable[bytes] | None,
     return f"Content-Length: {body_length}\r\n"
 
 
-def encode_head(method: str, target: str, headers: Sequence[tuple[str, str]],
+def encode_head(method: str, target: str, headers: Iterable[tuple[str, str]],
                 host_line: str, framing: str) -> bytes:
     """The request head as bytes, with Host added when the caller sent none.
 
@@ -54,7 +54,7 @@ def encode_head(method: str, target: str, headers: Sequence[tuple[str, str]],
         if lowered == "host":
             has_host = True
         parts.append(f"{name}: {value}\r\n")
-    lines = len(headers) + 2
+    lines = len(parts) - 2  # the request line, each header line, and the blank line to come
     if not has_host:
         parts.append(host_line)
         lines += 1
