@@ -135,7 +135,8 @@ class UpstreamClient:
                                 connection=connection, pool=self._pool)
 
     async def aclose(self) -> None:
-        """Close every connection; responses still being read fail with ConnectionClosed."""
+        """Close every connection; responses still being read fail with ConnectionClosed, and
+        later requests raise RuntimeError (a closed client is a programming error)."""
         await self._pool.aclose()
 
     async def __aenter__(self) -> UpstreamClient:
