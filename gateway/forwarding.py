@@ -8,7 +8,9 @@ X-HTTP-Method-Override, ...), because frameworks route on them and the gateway d
 request line; the gateway's own cookies are withheld. X-Forwarded-For/Proto/Host are rebuilt:
 the incoming values are believed only from `trusted_proxies`; otherwise Proto and Host are
 `server.public_url`'s, never the client's Host header.
-Outbound (upstream -> client): hop-by-hop headers are dropped.
+Outbound (upstream -> client): hop-by-hop headers are dropped, and so is any Set-Cookie for a
+cookie named like the gateway's own: the upstream can neither replace a user's session (session
+fixation) nor delete it.
 """
 
 from __future__ import annotations
@@ -105,9 +107,12 @@ def _without_own_cookies(header: str, own_cookie: Callable[[str], bool]) -> str:
     return "; ".join(kept)
 
 
-def client_response_headers(upstream: CIMultiDictProxy[str]) -> CIMultiDict[str]:
-    """The upstream's response headers minus hop-by-hop ones."""
+def client_response_headers(upstream: CIMultiDictProxy[str],
+                            own_cookie: Callable[[str], bool]) -> CIMultiDict[str]:
+    """The upstream's response headers minus hop-by-hop ones and the gateway's cookies."""
     dropped = HOP_BY_HOP | _connection_tokens(upstream)
-    return CIMultiDict((k, v) for k, v in upstream.items() if k.lower() not in dropped)
+    return CIMultiDict(
+        (k, v) for k, v in upstream.items() if k.lower() not in dropped
+        and not (k.lower() == "set-cookie" and own_cookie(v.partition("=")[0].strip())))
 
 

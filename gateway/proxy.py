@@ -144,7 +144,8 @@ class UpstreamProxy:
     async def _relay(self, request: web.Request,
                      upstream: aiohttp.ClientResponse) -> web.StreamResponse:
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason,
-                                      headers=client_response_headers(upstream.headers))
+                                      headers=client_response_headers(upstream.headers,
+                                                                      self._cookies.owns))
         response.headers.setdefault("X-Request-Id", request[REQUEST_ID])
         await run_before_prepare(request, response)
         try:

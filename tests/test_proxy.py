@@ -142,6 +142,21 @@ async def test_forwarded_headers_from_trusted_proxies_are_extended(
     assert headers["x-forwarded-proto"] == "https"
 
 
+@pytest.mark.parametrize(("name", "passes"), [
+    ("app_cookie", True), ("_cognito_gateway", False), ("_cognito_gateway_1", False),
+    ("_cognito_gateway_signin_x", False), ("_cognito_gatewayish", True),
+])
+async def test_the_upstream_cannot_set_the_gateways_cookies(
+        make_gateway: GatewayFactory, client: aiohttp.ClientSession, name: str,
+        passes: bool) -> None:
+    """An upstream Set-Cookie for a cookie of the gateway's (session chunks, sign-in state) is
+    dropped: the app can neither fixate nor delete a user's session; its own cookies pass."""
+    gateway = await make_gateway(GATEWAY_AUTH_PUBLIC_PATHS="/*")
+    async with client.get(gateway.url + "/set-cookie", params={"name": name}) as resp:
+        set_cookies = resp.headers.getall("Set-Cookie", [])
+    assert any(c.startswith(f"{name}=") for c in set_cookies) is passes
+
+
 async def test_gateway_cookies_never_reach_the_upstream(
         gateway: RunningGateway, alice_cookie: str, client: aiohttp.ClientSession) -> None:
     """The session cookie is withheld; the app's own cookies pass."""
