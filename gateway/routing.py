@@ -44,6 +44,11 @@ class Router:
         self._exact = dict(exact)
         self._prefixes = tuple(prefixes.items())
 
+    @property
+    def paths(self) -> Mapping[str, Endpoint]:
+        """The gateway's endpoints by exact path."""
+        return self._exact
+
     def endpoint(self, target: RequestTarget) -> Endpoint | None:
         """The gateway endpoint for this path; None for the app; UnknownEndpoint under /oauth2/."""
         path = target.path
@@ -56,3 +61,6 @@ class Router:
                     return endpoint
             raise UnknownEndpoint("path", "no such endpoint of the gateway")
         return None
+
+
+ROUTER = web.AppKey("router", Router)

@@ -15,10 +15,11 @@ from aiohttp import web
 
 from gateway.app import create_app, create_metrics_app
 from gateway.config import Settings
-from gateway.keys import CONTEXT
+from gateway.health import HEALTH
 from gateway.listener import gateway_runner
 from gateway.observability.logging import flush_logs, get_logger
 from gateway.observability.metrics import Metrics
+from gateway.upstream.websocket import OPEN_SOCKETS
 
 log = get_logger(__name__)
 
@@ -35,7 +36,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     metrics = Metrics()
-    app = create_app(settings, metrics)
+    app = create_app(settings, metrics=metrics)
     runner = gateway_runner(app, settings, metrics)
     metrics_runner = web.AppRunner(create_metrics_app(metrics), access_log=None)
     await runner.setup()
@@ -51,9 +52,9 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
         await stop.wait()
     finally:
         log.info("shutting_down", drain_seconds=settings.server.shutdown_timeout_seconds)
-        app[CONTEXT].shutting_down = True
+        app[HEALTH].shutting_down = True
         await asyncio.sleep(settings.server.shutdown_delay_seconds)
-        await app[CONTEXT].proxy.close_websockets()
+        await app[OPEN_SOCKETS].close_all()
         await runner.cleanup()
         await metrics_runner.cleanup()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from urllib.parse import unquote_to_bytes
 
+from aiohttp import web
+
 from gateway.errors import BadTarget
 
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
@@ -93,6 +95,10 @@ class RequestTarget:
         """Every way a deployed server may read this path: a decision must hold for all."""
         other = self.without_params
         return (self,) if other is None else (self, other)
+
+
+TARGET = web.RequestKey("target", RequestTarget)
+"""The request's normalised target, set once by the request middleware."""
 
 
 def parse_target(raw: str) -> RequestTarget:

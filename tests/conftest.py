@@ -21,13 +21,14 @@ from aiohttp import web
 from cryptography.fernet import Fernet
 
 from gateway.app import create_app
+from gateway.cognito.provider import PROVIDER, IdentityProvider
 from gateway.config import Settings, load_settings
-from gateway.context import GatewayContext
 from gateway.demo.stack import free_port
 from gateway.devidp import AppClient, DevIdp, User, UserPool
-from gateway.keys import CONTEXT
 from gateway.listener import gateway_runner
 from gateway.observability.logging import configure_logging, flush_logs
+from gateway.observability.metrics import METRICS, Metrics
+from gateway.sessions.store import SESSION_STORE, SessionStore
 from tests.support.upstream import create_test_upstream
 
 CLIENT_ID = "gateway-client"
@@ -136,8 +137,16 @@ class RunningGateway:
     runner: web.AppRunner
 
     @property
-    def ctx(self) -> GatewayContext:
-        return self.app[CONTEXT]
+    def metrics(self) -> Metrics:
+        return self.app[METRICS]
+
+    @property
+    def provider(self) -> IdentityProvider:
+        return self.app[PROVIDER]
+
+    @property
+    def store(self) -> SessionStore:
+        return self.app[SESSION_STORE]
 
 
 GatewayFactory = Callable[..., Awaitable[RunningGateway]]
@@ -160,12 +169,12 @@ def gateway_env(idp: DevIdp, upstream: str, gateway_url: str, **env: str) -> dic
 async def start_gateway(env: dict[str, str], port: int) -> tuple[web.AppRunner, RunningGateway]:
     settings = load_settings(environ=env)
     app = create_app(settings)
-    runner = gateway_runner(app, settings, app[CONTEXT].metrics)
+    runner = gateway_runner(app, settings, app[METRICS])
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     url = f"http://127.0.0.1:{port}"
     for _ in range(200):
-        if app[CONTEXT].provider.ready:
+        if app[PROVIDER].ready:
             break
         await asyncio.sleep(0.02)
     return runner, RunningGateway(url, app, settings, runner)

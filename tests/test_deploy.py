@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,13 +24,13 @@ from cryptography.fernet import Fernet
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
-from gateway.app import create_app, create_metrics_app, own_endpoints
+from gateway.app import create_app, create_metrics_app
 from gateway.cli import _parser as cli_parser
 from gateway.config import SECTIONS, ServerSettings, Settings, load_settings
 from gateway.demo.upstream import command_line as demo_command_line
 from gateway.devidp import load_pool
-from gateway.keys import CONTEXT
 from gateway.observability.metrics import Metrics
+from gateway.routing import ROUTER
 from tests.support.kustomize import (
     UnsupportedKustomization,
     apply_json6902,
@@ -233,15 +233,12 @@ def k8s(request: pytest.FixtureRequest) -> Rendered:
 
 
 @pytest.fixture
-async def served_paths(tmp_path: Path) -> AsyncIterator[tuple[set[str], set[str]]]:
+def served_paths(tmp_path: Path) -> tuple[set[str], set[str]]:
     """GET paths the gateway app routes itself (not the catch-all proxy), and the metrics app's."""
     app = create_app(BASE.settings(tmp_path))
-    try:
-        own = {path for path, endpoint in own_endpoints().items() if "GET" in endpoint.methods}
-        metrics = {r.canonical for r in create_metrics_app(Metrics()).router.resources()}
-        yield own, metrics
-    finally:
-        await app[CONTEXT].close()
+    own = {path for path, endpoint in app[ROUTER].paths.items() if "GET" in endpoint.methods}
+    metrics = {r.canonical for r in create_metrics_app(Metrics()).router.resources()}
+    return own, metrics
 
 
 @pytest.mark.parametrize("path", sorted(VARIANTS.values()), ids=sorted(VARIANTS))

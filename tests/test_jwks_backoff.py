@@ -46,7 +46,7 @@ async def test_fifty_random_kids_with_jwks_failing_cause_one_fetch(
                                client_secret=CLIENT_SECRET, callback=f"{upstream}/cb",
                                username=ALICE.username, password=ALICE.password)
     secrets.add(tokens["access_token"], tokens["id_token"], tokens["refresh_token"])
-    metrics = gateway.ctx.metrics
+    metrics = gateway.metrics
     assert fetches(metrics, "ok") == 1
     idp.add_fault("jwks", 500)
     async with aiohttp.ClientSession() as http:
@@ -74,4 +74,4 @@ async def test_random_kids_after_a_good_fetch_are_401_and_refetch_once_per_windo
                     "Authorization": f"Bearer {token_with_random_kid()}"}) as resp:
                 assert resp.status == 401
                 assert "invalid_token" in resp.headers["WWW-Authenticate"]
-    assert fetches(gateway.ctx.metrics, "ok") == 2
+    assert fetches(gateway.metrics, "ok") == 2

@@ -127,7 +127,7 @@ async def test_revoked_user_is_sent_to_sign_in_at_the_next_refresh(
     async with http.get(f"{gateway.url}/x", headers={"Cookie": cookie,
                                                      "Accept": "application/json"}) as resp:
         assert resp.status == 401
-    outcomes = gateway.ctx.metrics.session_refreshes.labels(outcome="rejected")
+    outcomes = gateway.metrics.session_refreshes.labels(outcome="rejected")
     assert outcomes._value.get() >= 1
 
 
@@ -176,14 +176,14 @@ async def test_session_never_outlives_its_absolute_lifetime(
     """Refresh renews tokens, not the session: after lifetime_seconds it is over."""
     gateway = await make_gateway(GATEWAY_SESSION_LIFETIME_SECONDS="60", **SHORT)
     cookie = await sign_in_cookies(gateway.url)
-    session = await gateway.ctx.store.load(_request_with(cookie))
+    session = await gateway.store.load(_request_with(cookie))
     assert session is not None
     assert session.expires_at - session.created_at == 60
     await _wait_until_refresh_due()
     async with http.get(f"{gateway.url}/x", headers={"Cookie": cookie}) as resp:
         fresh_cookie = f"_cognito_gateway={resp.cookies['_cognito_gateway'].value}"
         assert int(resp.cookies["_cognito_gateway"]["max-age"]) <= 60
-    refreshed = await gateway.ctx.store.load(_request_with(fresh_cookie))
+    refreshed = await gateway.store.load(_request_with(fresh_cookie))
     assert refreshed is not None
     assert refreshed.expires_at == session.expires_at
     assert refreshed.tokens_expire_at > session.tokens_expire_at

@@ -65,7 +65,7 @@ async def test_malformed_requests_get_a_fixed_answer_and_one_short_log_line(
     assert [e["event"] for e in lines if e["level"] in {"warning", "error"}] == [
         "malformed_request"]
     assert "Traceback" not in log_buffer.getvalue()
-    assert refused(gateway.ctx.metrics.registry, "malformed") == 1
+    assert refused(gateway.metrics.registry, "malformed") == 1
 
 
 async def test_headers_sent_too_slowly_get_408(gateway: RunningGateway) -> None:
@@ -77,7 +77,7 @@ async def test_headers_sent_too_slowly_get_408(gateway: RunningGateway) -> None:
     writer.close()
     assert answer.startswith(b"HTTP/1.1 408 ")
     assert 0.4 < time.monotonic() - started < 3
-    assert refused(gateway.ctx.metrics.registry, "header_timeout") == 1
+    assert refused(gateway.metrics.registry, "header_timeout") == 1
 
 
 async def test_a_connection_that_sends_nothing_is_closed_after_the_header_timeout(
@@ -114,7 +114,7 @@ async def test_connections_over_the_cap_get_503(gateway: RunningGateway) -> None
     reader, writer = await asyncio.open_connection("127.0.0.1", port_of(gateway))
     assert (await read_all(reader)).startswith(b"HTTP/1.1 503 ")
     writer.close()
-    assert refused(gateway.ctx.metrics.registry, "too_many_connections") == 1
+    assert refused(gateway.metrics.registry, "too_many_connections") == 1
     held[0][1].close()
     await held[0][1].wait_closed()
     async with asyncio.timeout(5):

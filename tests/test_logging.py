@@ -17,9 +17,9 @@ from aiohttp.log import access_logger
 
 from gateway.app import create_app
 from gateway.cognito.diagnosis import diagnose, hint_table
+from gateway.cognito.provider import PROVIDER
 from gateway.config import load_settings
 from gateway.devidp import DevIdp
-from gateway.keys import CONTEXT
 from gateway.observability.access_log import JsonAccessLogger
 from gateway.observability.logging import REDACTED, get_logger, redact
 from tests.conftest import (
@@ -51,7 +51,7 @@ async def logged_gateway(idp: DevIdp, upstream: str, gateway_url: str, gateway_p
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", gateway_port).start()
     for _ in range(200):
-        if app[CONTEXT].provider.ready:
+        if app[PROVIDER].ready:
             break
         await asyncio.sleep(0.02)
     yield gateway_url

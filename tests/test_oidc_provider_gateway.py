@@ -54,7 +54,7 @@ async def gateway(provider: tuple[RunningProvider, str | None], upstream: str, g
         "GATEWAY_SESSION_SECRET": Fernet.generate_key().decode(),
         "GATEWAY_SESSION_COOKIE_SECURE": "false",
     }, gateway_port)
-    assert gateway.ctx.provider.ready
+    assert gateway.provider.ready
     yield gateway
     await runner.cleanup()
 

@@ -14,6 +14,7 @@ import pytest
 from yarl import URL
 
 from tests.conftest import GatewayFactory, RunningGateway, sign_in_cookies
+from tests.support.ports import refusing_port
 from tests.support.rawhttp import raw_request
 
 
@@ -292,15 +293,24 @@ async def test_websocket_without_session_is_refused(
     assert info.value.status == 401
 
 
-async def test_websocket_to_a_dead_upstream_is_502(
-        make_gateway: GatewayFactory, client: aiohttp.ClientSession) -> None:
-    from gateway.demo.stack import free_port
-
-    gateway = await make_gateway(GATEWAY_AUTH_PUBLIC_PATHS="/*",
-                                 GATEWAY_UPSTREAM_URL=f"http://127.0.0.1:{free_port()}")
-    with pytest.raises(aiohttp.WSServerHandshakeError) as info:
-        await client.ws_connect(gateway.url + "/ws")
-    assert info.value.status == 502
+@pytest.mark.parametrize("websocket", [False, True], ids=["http", "websocket"])
+async def test_a_dead_upstream_is_502_and_counted_once(
+        make_gateway: GatewayFactory, client: aiohttp.ClientSession, websocket: bool) -> None:
+    """HTTP and WebSocket alike: 502, and upstream_errors_total{reason="connect"} counts it
+    exactly once (the WebSocket path used to skip the metric)."""
+    with refusing_port() as port:
+        gateway = await make_gateway(GATEWAY_AUTH_PUBLIC_PATHS="/*",
+                                     GATEWAY_UPSTREAM_URL=f"http://127.0.0.1:{port}")
+        if websocket:
+            with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+                await client.ws_connect(gateway.url + "/ws")
+            status = info.value.status
+        else:
+            async with client.get(gateway.url + "/x") as resp:
+                status = resp.status
+    assert status == 502
+    assert gateway.metrics.registry.get_sample_value(
+        "cognito_gateway_upstream_errors_total", {"reason": "connect"}) == 1
 
 
 async def test_concurrent_users_get_their_own_identity(

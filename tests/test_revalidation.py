@@ -62,7 +62,7 @@ async def test_a_signed_out_cookie_stops_working_on_another_replica_within_the_w
     await asyncio.sleep(REVALIDATE + 0.2)
     assert await status(f"{second.url}/x", cookie) == 401
     assert idp.token_requests["refresh_token"] == 1
-    refused = second.ctx.metrics.registry.get_sample_value(
+    refused = second.metrics.registry.get_sample_value(
         "cognito_gateway_session_refreshes_total", {"outcome": "rejected"})
     assert refused == 1
 

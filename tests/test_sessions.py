@@ -199,6 +199,6 @@ async def test_ping_always_and_ready_once_the_idp_is_loaded(
         assert resp.status == 503
         assert (await resp.json())["checks"]["idp"] is False
     idp.clear_faults()
-    await gateway.ctx.provider.load()
+    await gateway.provider.load()
     async with http.get(f"{gateway.url}/ready") as resp:
         assert resp.status == 200

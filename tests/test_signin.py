@@ -17,7 +17,7 @@ async def test_browser_without_session_is_sent_to_the_idp_with_pkce_state_and_no
                                      follow_redirects=False)
     assert page.status == 302
     location = URL(page.headers["Location"])
-    assert str(location.with_query(None)) == gateway.ctx.provider.metadata.authorization_endpoint
+    assert str(location.with_query(None)) == gateway.provider.metadata.authorization_endpoint
     q = location.query
     assert q["response_type"] == "code"
     assert q["client_id"] == gateway.settings.cognito.client_id

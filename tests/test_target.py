@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from gateway.errors import BadTarget
 from gateway.target import RequestTarget, normalise_path, parse_target
+from gateway.translate import status_of
 from tests.support.lenient import lenient_resolve
 
 NORMALISED = [
@@ -102,7 +103,7 @@ class TestParseTarget:
         with pytest.raises(BadTarget) as caught:
             parse_target(raw)
         assert caught.value.detail == detail
-        assert caught.value.status == 400
+        assert status_of(caught.value) == (400, "bad_target")
 
     @pytest.mark.parametrize(("raw", "readings"), [
         ("/a/b", ["/a/b"]),

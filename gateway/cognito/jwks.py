@@ -12,11 +12,11 @@ Only RSA/EC signing keys (`use` absent or "sig") are kept.
 from __future__ import annotations
 
 import asyncio
-import time
 
 import aiohttp
 import jwt
 
+from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.cognito.http import fetch_json
 from gateway.errors import JWKSError, TokenValidationError
 from gateway.observability.metrics import Metrics
@@ -29,8 +29,10 @@ MAX_FAILURE_BACKOFF = 60.0
 class JWKSCache:
     """Signing keys of one provider, fetched with aiohttp (never blocking the loop)."""
 
-    def __init__(self, http: aiohttp.ClientSession, uri: str, metrics: Metrics) -> None:
+    def __init__(self, http: aiohttp.ClientSession, uri: str, metrics: Metrics, *,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         self._http = http
+        self._clock = clock
         self._uri = uri
         self._metrics = metrics
         self._keys: dict[str, jwt.PyJWK] = {}
@@ -62,13 +64,13 @@ class JWKSCache:
         key = self._keys.get(kid)
         if key is not None:
             return key
-        if time.monotonic() >= self._blocked_until or self._inflight is not None:
+        if self._clock.time() >= self._blocked_until or self._inflight is not None:
             await self.refresh()
             key = self._keys.get(kid)
             if key is not None:
                 return key
             self._blocked_until = max(self._blocked_until,
-                                      time.monotonic() + UNKNOWN_KID_BACKOFF)
+                                      self._clock.time() + UNKNOWN_KID_BACKOFF)
         elif self._failure_delay:
             raise JWKSError("the signing keys could not be fetched; retrying later",
                             reason="backoff")
@@ -93,7 +95,7 @@ class JWKSCache:
             self._metrics.jwks_fetches.labels(outcome=exc.reason).inc()
             self._failure_delay = min(max(self._failure_delay * 2, FAILURE_BACKOFF),
                                       MAX_FAILURE_BACKOFF)
-            self._blocked_until = time.monotonic() + self._failure_delay
+            self._blocked_until = self._clock.time() + self._failure_delay
             raise
         self._metrics.jwks_fetches.labels(outcome="ok").inc()
         self._failure_delay = 0.0

@@ -10,10 +10,10 @@ from aiohttp import web
 from cryptography.fernet import Fernet
 
 from gateway.app import create_app
+from gateway.cognito.provider import PROVIDER
 from gateway.config import Settings, load_settings
 from gateway.demo.upstream import create_upstream_app
 from gateway.devidp import DevIdp, demo_pool
-from gateway.keys import CONTEXT
 
 DEMO_USER = "demo"
 DEMO_PASSWORD = "demo-password-1"  # noqa: S105 - the dev IdP's published demo credentials
@@ -76,7 +76,7 @@ async def start_demo(*, gateway_port: int = 4180, idp_port: int = 4181,
     app = create_app(settings)
     gateway_runner = await _serve(app, gateway_port)
     for _ in range(200):
-        if app[CONTEXT].provider.ready:
+        if app[PROVIDER].ready:
             break
         await asyncio.sleep(0.05)
     return DemoStack(idp, public_url, settings, [upstream_runner, gateway_runner])

@@ -14,8 +14,9 @@ from datetime import UTC, datetime
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from gateway.keys import REQUEST_ID, TARGET
 from gateway.observability.logging import redact, write_rendered
+from gateway.observability.request_id import REQUEST_ID
+from gateway.target import TARGET
 
 LOGGER_NAME = "gateway.access"
 

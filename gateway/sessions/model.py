@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import asdict, dataclass, replace
+from enum import Enum
 from typing import Any
 
 from gateway.identity import Identity
@@ -11,6 +12,15 @@ from gateway.identity import Identity
 
 def new_session_id() -> str:
     return secrets.token_urlsafe(18)
+
+
+class Absent(Enum):
+    """Why a request has no session; the reasons after a sign-in are reauthentication reasons."""
+
+    NO_COOKIE = "no_cookie"
+    UNREADABLE = "key_rotated"      # no session key decrypts the cookie (or it was tampered with)
+    LIFETIME = "lifetime"           # session.lifetime_seconds passed
+    SIGNED_OUT = "signed_out"       # signed out (or ended) since the cookie was written
 
 
 @dataclass(frozen=True)

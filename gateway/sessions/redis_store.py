@@ -15,20 +15,18 @@ too: the user signs in again instead of getting a 503.
 
 from __future__ import annotations
 
-import asyncio
 import secrets
-import time
 
 from aiohttp import web
 
+from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.config import SessionSettings
-from gateway.errors import SessionStoreUnavailable, TokenEndpointError
+from gateway.errors import RefreshRejected, SessionStoreUnavailable, TokenEndpointError
 from gateway.sessions.cipher import Cipher
 from gateway.sessions.cookies import CookiePolicy
-from gateway.sessions.model import Session
+from gateway.sessions.model import Absent, Session
 from gateway.sessions.redis_client import SessionRedis
 from gateway.sessions.redis_keys import SessionKeys
-from gateway.sessions.refresh import RefreshRejected
 from gateway.sessions.store import Refresher, SessionStore
 
 WAIT_STEP = 0.05
@@ -36,51 +34,53 @@ WAIT_STEP = 0.05
 
 class RedisSessionStore(SessionStore):
     def __init__(self, cookies: CookiePolicy, cipher: Cipher, settings: SessionSettings, *,
-                 lock_seconds: float) -> None:
-        super().__init__(cookies, cipher, settings.lifetime_seconds)
+                 lock_seconds: float, clock: Clock = SYSTEM_CLOCK) -> None:
+        super().__init__(cookies, cipher, settings.lifetime_seconds, clock=clock)
         self._redis = SessionRedis.from_settings(settings)
         self._lock_seconds = lock_seconds
 
-    def _sid(self, request: web.Request) -> str | None:
+    async def load(self, request: web.BaseRequest) -> Session | Absent:
         sealed = self.cookies.read(request)
-        data = self.cipher.open(sealed, ttl=self.lifetime) if sealed else None
+        if sealed is None:
+            return Absent.NO_COOKIE
+        data = self.cipher.open(sealed, ttl=self.lifetime)
         sid = data.get("sid") if data else None
-        return sid if isinstance(sid, str) else None
+        if not isinstance(sid, str):
+            return Absent.UNREADABLE
+        found = await self._get(sid)
+        ends = data.get("exp") if data else None
+        if found is Absent.SIGNED_OUT and isinstance(ends, (int, float)) \
+                and self.clock.time() >= ends:
+            return Absent.LIFETIME  # Redis let the key expire with the session
+        return found
 
-    async def load(self, request: web.Request) -> Session | None:
-        sid = self._sid(request)
-        return await self._get(sid) if sid is not None else None
+    def cookie_value(self, session: Session) -> str:
+        return self.cipher.seal({"sid": session.sid, "exp": session.expires_at})
 
-    async def save(self, request: web.Request, response: web.StreamResponse,
-                   session: Session) -> None:
-        await self._put(session)
-        if self._sid(request) != session.sid:
-            self.cookies.write(request, response, self.cipher.seal({"sid": session.sid}),
-                               max_age=self._max_age(session))
+    def cookie_changed(self, carried: Session | None, current: Session) -> bool:
+        return carried is None or carried.sid != current.sid
 
-    async def _get(self, sid: str) -> Session | None:
+    async def _get(self, sid: str) -> Session | Absent:
         sealed = await self._redis.get(SessionKeys.for_session(sid).session)
         data = self.cipher.open(sealed.decode("ascii", "replace"), ttl=self.lifetime) \
             if sealed else None
         try:
             session = Session.from_dict(data) if data else None
         except (KeyError, TypeError, ValueError):
-            return None
-        if session is None or session.sid != sid or session.expired(time.time()):
-            return None
+            session = None
+        if session is None or session.sid != sid:
+            return Absent.SIGNED_OUT
+        if session.expired(self.clock.time()):
+            return Absent.LIFETIME
         return session
 
-    async def _put(self, session: Session) -> None:
+    async def persist(self, session: Session) -> None:
         await self._redis.set(SessionKeys.for_session(session.sid).session,
                               self.cipher.seal(session.to_dict()),
-                              ttl_seconds=self._max_age(session))
+                              ttl_seconds=self.max_age(session))
 
-    async def end(self, request: web.Request, response: web.StreamResponse,
-                  session: Session | None) -> None:
-        sid = session.sid if session else self._sid(request)
-        if sid is not None:
-            await self._redis.delete(SessionKeys.for_session(sid).session)
-        self.cookies.clear(request, response)
+    async def forget(self, session: Session) -> None:
+        await self._redis.delete(SessionKeys.for_session(session.sid).session)
 
     def coordinate(self, refresher: Refresher) -> Refresher:
         """Refresh under the session's Redis lock (see the module docstring)."""
@@ -98,7 +98,7 @@ class RedisSessionStore(SessionStore):
                     await self._redis.delete(keys.session)
                 raise
             else:
-                await self._put(fresh)
+                await self.persist(fresh)
                 return fresh
             finally:
                 await self._redis.release_lock(keys.lock, owner)
@@ -106,11 +106,11 @@ class RedisSessionStore(SessionStore):
         return refresh
 
     async def _wait_for_refresh(self, session: Session) -> Session:
-        deadline = time.monotonic() + self._lock_seconds
-        while time.monotonic() < deadline:
-            await asyncio.sleep(WAIT_STEP)
+        deadline = self.clock.time() + self._lock_seconds
+        while self.clock.time() < deadline:
+            await self.clock.sleep(WAIT_STEP)
             current = await self._get(session.sid)
-            if current is None:
+            if isinstance(current, Absent):
                 raise RefreshRejected("the session ended while another replica refreshed it")
             if current.tokens_expire_at > session.tokens_expire_at:
                 return current

@@ -18,6 +18,7 @@ from redis.asyncio.sentinel import MasterNotFoundError
 from gateway.errors import ConfigError, SessionStoreUnavailable
 from gateway.sessions.redis_client import SessionRedis
 from gateway.sessions.redis_errors import RedisUnavailable, classify, errno_name
+from gateway.translate import status_of
 from tests.redis_client.conftest import PASSWORD, settings_for
 
 ADDRESS = "Error 111 connecting to 10.0.0.7:6379. Connection refused."
@@ -81,7 +82,7 @@ def test_the_error_is_a_503_that_names_only_its_reason() -> None:
     """RedisUnavailable is the store's SessionStoreUnavailable, with a plain message."""
     error = RedisUnavailable("connect")
     assert isinstance(error, SessionStoreUnavailable)
-    assert error.status == 503
+    assert status_of(error) == (503, "session_store_unavailable")
     assert str(error) == "the session store (Redis) is unavailable: connect"
 
 

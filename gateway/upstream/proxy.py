@@ -1,11 +1,13 @@
 """Streaming HTTP forwarding to the upstream.
 
-Bodies stream both ways (memory per request is bounded by flow control); the raw path and query
-are sent byte-exact; compression passes through untouched (auto_decompress off on both sides);
-no cookie jar is shared between users; no total timeout cuts long downloads or SSE. Failures
-before the response starts map to 502/504 (UpstreamError); after it starts the error is
-re-raised so the client connection aborts instead of seeing a complete-looking truncated body.
-WebSocket upgrades are handed to gateway/websocket.py.
+The upstream receives the request's normalised target (the query byte-exact), the headers
+upstream/forwarding.py lets through, and the identity headers of the request's principal (set
+by the guard). Bodies stream both ways (memory per request is bounded by flow control), with
+`server.client_body_timeout_seconds` between reads of the client's body and
+`upstream.max_request_body_bytes` as a cap; compression passes through untouched; no cookie
+jar is shared between users; no total timeout cuts long downloads or SSE. Network failures go
+through upstream/failures.py: 502/504 before the response starts, an aborted connection after.
+WebSocket upgrades are handed to upstream/websocket.py.
 """
 
 from __future__ import annotations
@@ -13,51 +15,57 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import aiohttp
-from aiohttp import WSCloseCode, web
+from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
+from gateway.auth.principal import PRINCIPAL
 from gateway.config import UpstreamSettings
-from gateway.errors import (
-    ClientRequestError,
-    RequestBodyTimeout,
-    RequestBodyTooLarge,
-    UpstreamConnectError,
-    UpstreamError,
-    UpstreamTimeout,
-    network_failure_reason,
-)
-from gateway.forwarding import (
+from gateway.errors import ClientRequestError, RequestBodyTimeout, RequestBodyTooLarge
+from gateway.observability.metrics import Metrics
+from gateway.observability.request_id import REQUEST_ID
+from gateway.sessions.cookies import CookiePolicy
+from gateway.target import TARGET
+from gateway.upstream.failures import UpstreamFailures
+from gateway.upstream.forwarding import (
     TrustedProxies,
     client_response_headers,
     upstream_request_headers,
 )
-from gateway.keys import REQUEST_ID, TARGET, UPSTREAM_IDENTITY, run_before_prepare
-from gateway.observability.metrics import Metrics
-from gateway.sessions.cookies import CookiePolicy
-from gateway.websocket import OpenSockets, is_websocket_upgrade, proxy_websocket
+from gateway.upstream.websocket import WebSocketRelay, is_websocket_upgrade
 
-MAX_FIELD_SIZE = 65536
 SMALL_BODY = 65536
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    upstream: UpstreamSettings
+    public_url: str
+    body_timeout: float
+    max_header_bytes: int
 
 
 class UpstreamProxy:
     """Forwards requests to one upstream over a pooled, cookie-less client session."""
 
-    def __init__(self, settings: UpstreamSettings, *, public_url: str, trusted: TrustedProxies,
-                 cookies: CookiePolicy, metrics: Metrics, body_timeout: float) -> None:
-        self._settings = settings
-        self._body_timeout = body_timeout
-        public = URL(public_url)
+    def __init__(self, settings: ProxySettings, *, trusted: TrustedProxies,
+                 cookies: CookiePolicy, metrics: Metrics, failures: UpstreamFailures,
+                 websockets: WebSocketRelay) -> None:
+        self._settings = settings.upstream
+        self._body_timeout = settings.body_timeout
+        self._max_header_bytes = settings.max_header_bytes
+        public = URL(settings.public_url)
         self._public_scheme, self._public_host = public.scheme, public.host_port_subcomponent
-        self._base = URL(settings.url.rstrip("/"))
+        self._base = URL(settings.upstream.url.rstrip("/"))
         self._trusted = trusted
         self._cookies = cookies
         self._metrics = metrics
+        self._failures = failures
+        self._websockets = websockets
         self._client: aiohttp.ClientSession | None = None
-        self.sockets = OpenSockets()
 
     async def start(self) -> None:
         t = self._settings.timeout_seconds
@@ -65,17 +73,9 @@ class UpstreamProxy:
             connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=4.0),
             cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False,
             timeout=aiohttp.ClientTimeout(total=None, connect=t, sock_connect=t, sock_read=t),
-            max_field_size=MAX_FIELD_SIZE, max_line_size=MAX_FIELD_SIZE,
+            max_field_size=self._max_header_bytes, max_line_size=self._max_header_bytes,
             skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
         )
-
-    async def close_websockets(self) -> None:
-        """Close this app's open WebSockets with 1001 (going away)."""
-        await self.sockets.close_all(WSCloseCode.GOING_AWAY, b"server shutdown")
-
-    def close_session_sockets(self, session_id: str) -> None:
-        """Close the open WebSockets of a session that signed out, with 1008."""
-        self.sockets.close_session(session_id, WSCloseCode.POLICY_VIOLATION, b"signed out")
 
     async def close(self) -> None:
         if self._client is not None:
@@ -91,16 +91,17 @@ class UpstreamProxy:
         return URL(str(self._base) + request[TARGET].forwarded, encoded=True)
 
     def headers(self, request: web.Request) -> CIMultiDict[str]:
+        principal = request.get(PRINCIPAL)
         return upstream_request_headers(
             request.headers, peer=request.remote, scheme=self._public_scheme,
-            host=self._public_host or "",
-            trusted=self._trusted, own_cookie=self._cookies.owns,
-            request_id=request[REQUEST_ID], identity=request.get(UPSTREAM_IDENTITY, {}))
+            host=self._public_host or "", trusted=self._trusted, own_cookie=self._cookies.owns,
+            request_id=request[REQUEST_ID], identity=principal.headers if principal else {})
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        """aiohttp handler: forward the request and stream the answer back."""
+        """Forward the request and stream the answer back."""
         if self._settings.websockets and is_websocket_upgrade(request):
-            return await proxy_websocket(request, self)
+            return await self._websockets.relay(request, self.client, self.target(request),
+                                                self.headers(request))
         limit = self._settings.max_request_body_bytes
         if limit and (request.content_length or 0) > limit:
             raise RequestBodyTooLarge("request body exceeds upstream.max_request_body_bytes")
@@ -128,13 +129,14 @@ class UpstreamProxy:
 
         started = time.perf_counter()
         try:
-            upstream = await self.client.request(
-                request.method, self.target(request), headers=self.headers(request),
-                data=body() if request.body_exists else None, allow_redirects=False)
-        except (aiohttp.ClientError, TimeoutError, ClientRequestError) as exc:
+            with self._failures.connecting():
+                upstream = await self.client.request(
+                    request.method, self.target(request), headers=self.headers(request),
+                    data=body() if request.body_exists else None, allow_redirects=False)
+        except Exception as exc:
             if refused:
                 raise refused[0] from exc
-            raise self._failure(exc) from exc
+            raise
         self._metrics.upstream_request_duration.observe(time.perf_counter() - started)
         try:
             return await self._relay(request, upstream)
@@ -147,12 +149,11 @@ class UpstreamProxy:
                                       headers=client_response_headers(upstream.headers,
                                                                       self._cookies.owns))
         response.headers.setdefault("X-Request-Id", request[REQUEST_ID])
-        await run_before_prepare(request, response)
         try:
             await response.prepare(request)
         except ConnectionResetError:
             return response  # the client left; nothing to send it
-        try:
+        with self._failures.streaming():
             length = upstream.content_length
             if length is not None and length <= SMALL_BODY:
                 # Headers and a small body leave in one write (profiled: socket writes were
@@ -161,16 +162,5 @@ class UpstreamProxy:
                 return response
             async for chunk in upstream.content.iter_any():
                 await response.write(chunk)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            self._metrics.upstream_errors.labels(
-                reason=network_failure_reason(exc) or "reset").inc()
-            raise
         await response.write_eof()
         return response
-
-    def _failure(self, exc: BaseException) -> UpstreamError:
-        reason = network_failure_reason(exc) or "connect"
-        self._metrics.upstream_errors.labels(reason=reason).inc()
-        if reason == "timeout":
-            return UpstreamTimeout("the upstream did not answer in time")
-        return UpstreamConnectError(f"the upstream is unreachable ({reason})")
