@@ -74,7 +74,8 @@ async def test_upstream_down_is_named_without_its_address(
 async def test_identity_provider_down_is_named_without_its_address(
         make_gateway: GatewayFactory, http: aiohttp.ClientSession, dead_port: int) -> None:
     """IdP unreachable at start: sign-in answers 503 'identity provider', no address."""
-    gateway = await make_gateway(GATEWAY_COGNITO_ISSUER=f"http://127.0.0.1:{dead_port}/pool",
+    gateway = await make_gateway(ready=False,
+                                 GATEWAY_COGNITO_ISSUER=f"http://127.0.0.1:{dead_port}/pool",
                                  GATEWAY_COGNITO_DOMAIN=f"http://127.0.0.1:{dead_port}")
     for text in await bodies(http, gateway.url + "/oauth2/sign_in", {}, 503):
         assert "identity provider" in text

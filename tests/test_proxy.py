@@ -231,17 +231,6 @@ async def test_request_bodies_over_the_limit_get_413(
         assert resp.status == 200
 
 
-async def test_unreachable_upstream_is_502(make_gateway: GatewayFactory,
-                                           client: aiohttp.ClientSession) -> None:
-    from gateway.demo.stack import free_port
-
-    gateway = await make_gateway(GATEWAY_AUTH_PUBLIC_PATHS="/*",
-                                 GATEWAY_UPSTREAM_URL=f"http://127.0.0.1:{free_port()}")
-    async with client.get(gateway.url + "/") as resp:
-        assert resp.status == 502
-        assert (await resp.json())["error"] == "upstream_connect"
-
-
 async def test_slow_upstream_is_504(make_gateway: GatewayFactory,
                                     client: aiohttp.ClientSession) -> None:
     gateway = await make_gateway(GATEWAY_AUTH_PUBLIC_PATHS="/*",
@@ -308,6 +297,7 @@ async def test_a_dead_upstream_is_502_and_counted_once(
         else:
             async with client.get(gateway.url + "/x") as resp:
                 status = resp.status
+                assert (await resp.json())["error"] == "upstream_connect"
     assert status == 502
     assert gateway.metrics.registry.get_sample_value(
         "cognito_gateway_upstream_errors_total", {"reason": "connect"}) == 1

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
+import socket
 from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 from aiohttp import web
 
-from gateway.demo.stack import free_port
 from gateway.devidp import DevIdp
 from gateway.identity import Identity
 from gateway.sessions.model import Session
@@ -20,26 +19,35 @@ from tests.conftest import (
     sign_in_cookies,
     start_gateway,
 )
+from tests.support.clock import ManualClock
+from tests.support.ports import listening_socket
 
-REVALIDATE = 1
+REVALIDATE = 300
 
 
 @pytest.fixture
-async def replicas(idp: DevIdp, upstream: str, gateway_url: str, gateway_port: int,
-                   secrets: Secrets) -> AsyncIterator[tuple[RunningGateway, RunningGateway]]:
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+async def replicas(idp: DevIdp, upstream: str, gateway_url: str,
+                   gateway_socket: socket.socket, secrets: Secrets, clock: ManualClock
+                   ) -> AsyncIterator[tuple[RunningGateway, RunningGateway]]:
     """Two cookie-store gateways sharing the session keys; the second on its own port."""
     env = gateway_env(idp, upstream, gateway_url,
                       GATEWAY_SESSION_REVALIDATE_SECONDS=str(REVALIDATE))
     secrets.add(env["GATEWAY_SESSION_SECRET"], env["GATEWAY_COGNITO_CLIENT_SECRET"])
     runners: list[web.AppRunner] = []
     gateways = []
-    for port in (gateway_port, free_port()):
-        runner, gateway = await start_gateway(env, port)
-        runners.append(runner)
-        gateways.append(gateway)
-    yield gateways[0], gateways[1]
-    for runner in runners:
-        await runner.cleanup()
+    with listening_socket() as second:
+        for sock in (gateway_socket, second):
+            runner, gateway = await start_gateway(env, sock, clock=clock)
+            runners.append(runner)
+            gateways.append(gateway)
+        yield gateways[0], gateways[1]
+        for runner in runners:
+            await runner.cleanup()
 
 
 async def status(url: str, cookie: str) -> int:
@@ -49,7 +57,8 @@ async def status(url: str, cookie: str) -> int:
 
 
 async def test_a_signed_out_cookie_stops_working_on_another_replica_within_the_window(
-        replicas: tuple[RunningGateway, RunningGateway], idp: DevIdp) -> None:
+        replicas: tuple[RunningGateway, RunningGateway], idp: DevIdp,
+        clock: ManualClock) -> None:
     """Signed out on A: A refuses the old cookie at once; B (and A after a restart) serves it
     only until the session is due for its re-check, then the IdP's invalid_grant ends it."""
     first, second = replicas
@@ -59,21 +68,26 @@ async def test_a_signed_out_cookie_stops_working_on_another_replica_within_the_w
             allow_redirects=False) as resp:
         assert resp.status == 303
     assert await status(f"{first.url}/x", cookie) == 401
-    await asyncio.sleep(REVALIDATE + 0.2)
+    await clock.advance(REVALIDATE - 1)
+    assert await status(f"{second.url}/x", cookie) == 200
+    await clock.advance(1)
     assert await status(f"{second.url}/x", cookie) == 401
     assert idp.token_requests["refresh_token"] == 1
     refused = second.metrics.registry.get_sample_value(
         "cognito_gateway_session_refreshes_total", {"outcome": "rejected"})
     assert refused == 1
+    assert second.metrics.registry.get_sample_value(
+        "cognito_gateway_reauthentications_total", {"reason": "revalidation_failed"}) == 1
 
 
 async def test_a_live_session_is_revalidated_without_the_user_noticing(
-        replicas: tuple[RunningGateway, RunningGateway], idp: DevIdp) -> None:
+        replicas: tuple[RunningGateway, RunningGateway], idp: DevIdp,
+        clock: ManualClock) -> None:
     """Past the window a valid session is refreshed in place: 200, and one refresh call."""
     first, _ = replicas
     cookie = await sign_in_cookies(first.url)
     assert await status(f"{first.url}/x", cookie) == 200
-    await asyncio.sleep(REVALIDATE + 0.2)
+    await clock.advance(REVALIDATE)
     assert await status(f"{first.url}/x", cookie) == 200
     assert idp.token_requests["refresh_token"] == 1
 

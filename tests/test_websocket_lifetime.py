@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -10,9 +11,15 @@ import pytest
 from gateway.devidp import DevIdp, UserPool
 from tests.conftest import ALICE, CLIENT_SECRET, GatewayFactory, Secrets, gateway_client
 from tests.support.browser import ScriptedBrowser
+from tests.support.clock import ManualClock
 from tests.support.tokens import user_tokens
 
-TOKEN_SECONDS = 2
+TOKEN_SECONDS = 300
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
 
 
 @pytest.fixture
@@ -30,8 +37,9 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 async def test_a_bearer_websocket_closes_when_its_token_expires(
         make_gateway: GatewayFactory, idp: DevIdp, upstream: str, secrets: Secrets,
-        http: aiohttp.ClientSession) -> None:
-    """Opened with a 2 s access token, the socket echoes, then closes with 1008 at exp."""
+        http: aiohttp.ClientSession, clock: ManualClock) -> None:
+    """Opened with a 300 s access token, the socket echoes, stays open until just before exp,
+    then closes with 1008 at exp (a bearer token is never renewed)."""
     gateway = await make_gateway()
     tokens = await user_tokens(idp.base_url, client_id="gateway-client",
                                client_secret=CLIENT_SECRET, callback=f"{upstream}/cb",
@@ -41,7 +49,12 @@ async def test_a_bearer_websocket_closes_when_its_token_expires(
     async with http.ws_connect(f"{gateway.url}/ws", headers=headers) as ws:
         await ws.send_str("hi")
         assert await ws.receive_str() == "echo:hi"
-        msg = await ws.receive(timeout=TOKEN_SECONDS + 5)
+        await clock.advance(TOKEN_SECONDS - 1)
+        await ws.send_str("still")
+        assert await ws.receive_str() == "echo:still"
+        closing = asyncio.ensure_future(ws.receive(timeout=5))
+        await clock.advance(1)
+        msg = await closing
     assert (msg.type, msg.data) == (aiohttp.WSMsgType.CLOSE, 1008)
 
 

@@ -10,7 +10,6 @@ support, is refused with a 302 to the redirect_uri carrying error=invalid_reques
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -170,6 +169,7 @@ def complete_sign_in(
             sign_in=sign_in,
             origin_jti=str(uuid.uuid4()),
             include_nonce=True,
+            now=st.now(),
         )
         fragment = {"access_token": issued.access_token}
         if issued.id_token is not None:
@@ -186,7 +186,7 @@ def complete_sign_in(
         sign_in=sign_in,
         redirect_uri=req.redirect_uri,
         code_challenge=req.code_challenge,
-        expires_at=time.time() + req.client.auth_code_validity_seconds,
+        expires_at=st.now() + req.client.auth_code_validity_seconds,
     )
     params = {"code": code}
     if req.state is not None:
@@ -199,7 +199,7 @@ def sign_in_with_session(
 ) -> web.Response:
     """A fresh hosted-UI session for `user` (its 1-hour cookie) and the redirect with a code."""
     st = state_of(request)
-    auth_time = int(time.time())
+    auth_time = int(st.now())
     st.grants.close_session(request.cookies.get(HOSTED_UI_COOKIE))
     session_id = st.grants.open_session(user.username, auth_time)
     response = complete_sign_in(st, req, user, auth_time)

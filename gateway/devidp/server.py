@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from collections.abc import Callable
 from types import TracebackType
 
 from aiohttp import web
@@ -54,7 +56,8 @@ class DevIdp:
     differs from the bound address: `DevIdp(pool, "127.0.0.1", public_host="localhost")`
     serves on 127.0.0.1 as `http://localhost:<port>`, so a browser keeps the stand-in's
     cookies apart from an app on 127.0.0.1 (cookies are per host, not per port). `keys` lets
-    tests share pre-generated signing keys.
+    tests share pre-generated signing keys; `now` is the IdP's clock (seconds since the epoch:
+    tokens' iat/exp, code and session lifetimes), so a test can move it with the gateway's.
     """
 
     def __init__(
@@ -65,12 +68,13 @@ class DevIdp:
         *,
         keys: SigningKeys | None = None,
         public_host: str | None = None,
+        now: Callable[[], float] = time.time,
     ) -> None:
         self.pool = pool
         self._host = host
         self._public_host = public_host or host
         self._port = port
-        self._state = IdpState(pool=pool, keys=keys or SigningKeys.generate())
+        self._state = IdpState(pool=pool, keys=keys or SigningKeys.generate(), now=now)
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
