@@ -27,6 +27,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway import __version__
+from gateway.cli import main
 from gateway.demo.stack import free_port
 from gateway.devidp import DevIdp
 from gateway.workers.backoff import RestartBackoff
@@ -363,6 +364,17 @@ def test_restart_delay(uptimes: list[float], delays: list[float]) -> None:
     """Quick exits wait 1 s doubling to 30 s; a run of 10 s or more restarts at once and resets."""
     backoff = RestartBackoff()
     assert [backoff.delay_after(uptime) for uptime in uptimes] == delays
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5"],
+                         ids=["zero", "negative", "word", "fraction"])
+def test_workers_flag_refuses_anything_but_a_positive_whole_number(
+        value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """`run --workers` must be a whole number >= 1: anything else exits 2 before starting."""
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "--workers", value])
+    assert exited.value.code == 2
+    assert "--workers: must be a whole number >= 1" in capsys.readouterr().err
 
 
 _WORKER_SCRIPT = """
