@@ -25,6 +25,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="serve: proxy and /oauth2/* endpoints")
     run.add_argument("--config", type=Path, help="TOML file; GATEWAY_* variables override it")
+    run.add_argument("--workers", type=_worker_count, metavar="N",
+                     help="processes serving on one port (overrides server.workers)")
+    run.add_argument("--lifeline-fd", type=int, help=argparse.SUPPRESS)  # set by the supervisor
     commands.add_parser("generate-secret", help="print a new session key (Fernet)")
     commands.add_parser("demo", help="dev IdP + demo app + gateway on 127.0.0.1, no AWS needed")
     idp = commands.add_parser("dev-idp", help="the local Cognito stand-in alone")
@@ -42,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "run":
-        return _run(args.config)
+        return _run(args.config, args.workers, args.lifeline_fd)
     if args.command == "demo":
         return _demo()
     if args.command == "doctor":
@@ -56,7 +59,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _run(config: Path | None) -> int:
+def _worker_count(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, not {value!r}")
+    return int(value)
+
+
+def _run(config: Path | None, workers: int | None = None, lifeline_fd: int | None = None) -> int:
     from gateway.server import new_event_loop, serve  # noqa: PLC0415
 
     try:
@@ -65,6 +74,12 @@ def _run(config: Path | None) -> int:
         print(f"cognito-gateway: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log.level)
+    if lifeline_fd is not None or (workers or settings.server.workers) > 1:
+        from gateway.workers import run_supervisor, run_worker  # noqa: PLC0415
+
+        if lifeline_fd is not None:
+            return run_worker(settings, lifeline_fd)
+        return run_supervisor(settings, workers or settings.server.workers, config)
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         runner.run(serve(settings))
     return 0

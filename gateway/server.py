@@ -29,8 +29,13 @@ def _host_port(listen: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
-    """Serve until `stop` is set or a termination signal arrives."""
+async def serve(settings: Settings, *, stop: asyncio.Event | None = None,
+                reuse_port: bool = False, metrics_listener: bool = True) -> None:
+    """Serve until `stop` is set or a termination signal arrives.
+
+    A worker of `gateway.workers` binds `server.listen` with `reuse_port` beside its siblings
+    and opens no metrics listener (`metrics_listener=False`): its supervisor serves /metrics.
+    """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -43,9 +48,10 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
     await metrics_runner.setup()
     host, port = _host_port(settings.server.listen)
     m_host, m_port = _host_port(settings.server.metrics_listen)
-    await web.TCPSite(runner, host, port, backlog=1024,
+    await web.TCPSite(runner, host, port, backlog=1024, reuse_port=reuse_port,
                       shutdown_timeout=settings.server.shutdown_timeout_seconds).start()
-    await web.TCPSite(metrics_runner, m_host, m_port).start()
+    if metrics_listener:
+        await web.TCPSite(metrics_runner, m_host, m_port).start()
     log.info("listening", listen=settings.server.listen, metrics=settings.server.metrics_listen,
              upstream=settings.upstream.url, issuer=settings.issuer)
     try:
