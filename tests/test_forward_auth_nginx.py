@@ -315,35 +315,49 @@ FORGED = {
     "X-Amzn-Oidc-Data": "forged-assertion", "X-Amzn-Oidc-Accesstoken": "forged-token",
     "X_Auth_Request_User": "mallory",
     "X-Original-URL": "/admin", "X-Rewrite-URL": "/admin", "X-Original-URI": "/admin",
+    "X-Original-Host": "evil.example", "X-Host": "evil.example",
     "X-Original-Method": "DELETE", "X-Forwarded-Uri": "/admin", "X-Forwarded-Method": "DELETE",
     "X-Forwarded-Path": "/admin", "X-Forwarded-Prefix": "/admin",
     "X-HTTP-Method-Override": "DELETE", "X-HTTP-Method": "DELETE", "X-Method-Override": "DELETE",
 }
 
 
-@pytest.mark.parametrize(("who", "target", "identity"), [
-    pytest.param(ALICE_SESSION, "/page", {"x-auth-request-user": ALICE.username,
-                                          "x-auth-request-email": ALICE.email,
-                                          "x-auth-request-groups": "admins,staff",
-                                          "x-auth-request-sub": ALICE.sub}, id="alice"),
+ALL_SETS = {"GATEWAY_HEADERS_SETS": '["x-auth-request", "alb"]',
+            "GATEWAY_HEADERS_PASS_ACCESS_TOKEN": "true"}
+
+
+@pytest.mark.parametrize(("who", "target", "env", "identity"), [
+    pytest.param(ALICE_SESSION, "/page", {}, {"x-auth-request-user": ALICE.username,
+                                              "x-auth-request-email": ALICE.email,
+                                              "x-auth-request-groups": "admins,staff",
+                                              "x-auth-request-sub": ALICE.sub}, id="alice"),
+    # Every header of both sets; None: present, with a value only the gateway knows.
+    pytest.param(ALICE_SESSION, "/page", ALL_SETS, {
+        "x-auth-request-user": ALICE.username, "x-auth-request-email": ALICE.email,
+        "x-auth-request-groups": "admins,staff", "x-auth-request-sub": ALICE.sub,
+        "x-auth-request-access-token": None, "x-amzn-oidc-identity": ALICE.sub,
+        "x-amzn-oidc-data": None, "x-amzn-oidc-accesstoken": None}, id="alice-alb-and-token"),
     # Bob has no email and no groups: the gateway sends neither, and the forged ones stay out.
-    pytest.param(BOB_SESSION, "/page", {"x-auth-request-user": BOB.username,
-                                        "x-auth-request-sub": BOB.sub},
+    pytest.param(BOB_SESSION, "/page", {}, {"x-auth-request-user": BOB.username,
+                                            "x-auth-request-sub": BOB.sub},
                  id="bob-no-email-no-groups"),
-    pytest.param(ANONYMOUS, "/public/page", {}, id="anonymous-public-path"),
+    pytest.param(ANONYMOUS, "/public/page", {}, {}, id="anonymous-public-path"),
 ])
 async def test_app_sees_the_gateways_identity_and_never_a_forged_one(
-        who: Credential, target: str, identity: dict[str, str], behind_nginx: Stack,
-        front: RunningNginx, idp: DevIdp, upstream: str, secrets: Secrets) -> None:
+        who: Credential, target: str, env: dict[str, str], identity: dict[str, str | None],
+        behind_nginx: Stack, front: RunningNginx, idp: DevIdp, upstream: str,
+        secrets: Secrets) -> None:
     """The app gets exactly the identity headers the gateway sent; a client's copies of them,
-    and its URL or method overrides, never reach the app."""
-    await behind_nginx(**PUBLIC)
+    and its URL, host or method overrides, never reach the app."""
+    await behind_nginx(**PUBLIC, **env)
     headers = {**await credential_headers(who, front, idp, upstream, secrets), **JSON, **FORGED}
     response = await send(front, "GET", target, headers)
     assert response.status == 200, response.body[:300]
     seen = app_view(response)["headers"]
     family = {k: v for k, v in seen.items() if k.startswith(("x-auth-request", "x-amzn-oidc"))}
-    assert family == identity
+    assert set(family) == set(identity)
+    assert {k: v for k, v in identity.items() if v is not None} == {
+        k: family[k] for k, v in identity.items() if v is not None}
     leaked = {k: v for k, v in FORGED.items() if seen.get(k.lower()) == v}
     assert not leaked
 
@@ -359,6 +373,13 @@ async def test_twelve_kilobytes_of_cookies_pass_nginx_and_the_gateway(
     response = await send(front, "GET", "/page", {**JSON, **headers})
     assert response.status == 200, response.body[:300]
     assert app_view(response)["headers"]["x-auth-request-user"] == ALICE.username
+
+
+async def test_gateway_down_answers_502_and_never_serves_the_app(front: RunningNginx) -> None:
+    """With the gateway not answering, nothing reaches the app: the client gets 502."""
+    response = await send(front, "GET", "/page", PAGE)
+    assert response.status == 502
+    assert not served(response)
 
 
 async def test_sign_out_through_nginx_ends_the_session(behind_nginx: Stack,
