@@ -45,6 +45,7 @@ CAROL = User(username="carol", password="carol-Password-1", email="carol@example
              email_verified=True,
              groups=[f"team-{i:03d}-with-a-rather-long-group-name" for i in range(25)])
 USERS = {user.username: user for user in (ALICE, BOB, CAROL)}
+ORDERS_SCOPE = "orders/read"     # a resource server's scope, for API rules by scope
 
 
 def render_snippet(gateway: str, app: str) -> tuple[str, str]:
@@ -84,6 +85,7 @@ class Credential:
 ANONYMOUS = Credential()
 ALICE_SESSION = Credential("session")
 ALICE_BEARER = Credential("bearer")
+ALICE_ORDERS_BEARER = Credential("bearer", scope=f"openid {ORDERS_SCOPE}")
 BOB_SESSION = Credential("session", BOB.username)
 
 
@@ -115,8 +117,10 @@ def front(upstream: str, gateway_port: int) -> Iterator[RunningNginx]:
 def pool(front: RunningNginx, upstream: str) -> UserPool:
     """The app client registers nginx's origin: the browser only ever talks to nginx."""
     callbacks = [f"{front.url}/oauth2/callback", f"{upstream}/cb"]
-    client = gateway_client(front.url, callback_urls=callbacks)
-    return UserPool(users=[ALICE, BOB, CAROL], clients=[client])
+    client = gateway_client(front.url, callback_urls=callbacks,
+                            allowed_scopes=["openid", "email", "profile", ORDERS_SCOPE])
+    return UserPool(users=[ALICE, BOB, CAROL], clients=[client],
+                    resource_servers={"orders": ["read"]})
 
 
 @pytest.fixture
@@ -191,6 +195,7 @@ DECISIONS = [
     pytest.param(Case(ALICE_SESSION, "/page", 200, headers=PAGE), id="session-navigation"),
     pytest.param(Case(ALICE_SESSION, "/form", 200, method="POST"), id="session-post"),
     pytest.param(Case(ALICE_BEARER, "/api/items", 200), id="bearer"),
+    pytest.param(Case(ALICE_ORDERS_BEARER, "/api/orders", 200), id="bearer-with-api-scope"),
     pytest.param(Case(ALICE_SESSION, "/page", 200,
                       env={"GATEWAY_AUTH_ALLOWED_GROUPS": '["staff"]'}), id="in-allowed-group"),
     pytest.param(Case(ALICE_SESSION, "/page", 403, headers=PAGE,
@@ -229,7 +234,8 @@ DECISIONS = [
         id="forged-original-uri"),
     pytest.param(Case(ANONYMOUS, "/oauth2/auth", 404, env=PUBLIC), id="auth-endpoint-internal"),
     pytest.param(Case(ALICE_SESSION, "/oauth2/auth", 404), id="auth-endpoint-internal-signed-in"),
-    # Per-route rules ([[auth.rules]]) add one row each here; see the module's report.
+    # Per-route rules ([[auth.rules]]: admin area by group, API by scope) add one row each here,
+    # e.g. Case(BOB_SESSION, "/admin/users", 403, env=RULES, headers=PAGE).
 ]
 
 
