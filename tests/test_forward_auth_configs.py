@@ -25,16 +25,16 @@ import yaml
 from cryptography.fernet import Fernet
 from yarl import URL
 
-from gateway.app import own_endpoints
+from gateway.app import create_app
 from gateway.auth.alb import AlbDataSigner
 from gateway.auth.headers import IdentityHeaders
-from gateway.auth.routes import ORIGINAL_URI_HEADERS, PREFIXED
-from gateway.config import HeadersSettings, SessionSettings
-from gateway.forwarding import client_may_send
+from gateway.auth.whoami import ORIGINAL_URI_HEADERS
+from gateway.config import HeadersSettings, SessionSettings, load_settings
 from gateway.identity import Identity
-from gateway.routing import Router
+from gateway.routing import ROUTER
 from gateway.sessions.cookies import CookiePolicy
 from gateway.target import parse_target
+from gateway.upstream.forwarding import client_may_send
 from tests.conftest import GatewayFactory
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy" / "forward-auth"
@@ -221,11 +221,15 @@ class TestEnvoy:
         """Envoy appends the client's path to path_prefix; with it the gateway's own parser and
         router still send the check to /oauth2/auth, whatever the client's path."""
         service = self.ext_authz(bootstrap)["http_service"]
-        router = Router(own_endpoints(), PREFIXED)
+        router = create_app(load_settings(environ={
+            "GATEWAY_SERVER_PUBLIC_URL": "https://app.example.com",
+            "GATEWAY_COGNITO_USER_POOL_ID": "eu-west-1_AbCdEf123",
+            "GATEWAY_COGNITO_CLIENT_ID": "client",
+            "GATEWAY_SESSION_SECRET": Fernet.generate_key().decode()}))[ROUTER]
         for client_path in ("/", "/app/page?tab=2", "/oauth2/callback?code=x", "/a/../b"):
             target = parse_target(service["path_prefix"] + client_path)
             assert target.path == "/oauth2/auth"
-            assert router.endpoint(target) is own_endpoints()["/oauth2/auth"]
+            assert router.endpoint(target) is router.paths["/oauth2/auth"]
 
     def test_check_request_carries_the_original_uri_and_method(
             self, bootstrap: dict[str, Any]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -381,8 +382,10 @@ async def test_twelve_kilobytes_of_cookies_pass_nginx_and_the_gateway(
     assert app_view(response)["headers"]["x-auth-request-user"] == ALICE.username
 
 
-async def test_gateway_down_answers_502_and_never_serves_the_app(front: RunningNginx) -> None:
+async def test_gateway_down_answers_502_and_never_serves_the_app(
+        front: RunningNginx, gateway_socket: socket.socket) -> None:
     """With the gateway not answering, nothing reaches the app: the client gets 502."""
+    gateway_socket.close()  # the gateway's port refuses connections: nothing listens
     response = await send(front, "GET", "/page", PAGE)
     assert response.status == 502
     assert not served(response)

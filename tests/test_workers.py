@@ -155,6 +155,13 @@ def subprocess_env(config: dict[str, str]) -> dict[str, str]:
     return clean | config
 
 
+
+@pytest.fixture
+def gateway_port() -> int:
+    """A port for the supervised workers to bind themselves (they cannot take the test's
+    socket): free right now, and bound by the workers at their start."""
+    return free_port()
+
 @pytest.fixture
 async def supervised(idp: DevIdp, upstream: str, gateway_url: str, gateway_port: int,
                      tmp_path: Path, secrets: Secrets) -> AsyncIterator[Supervised]:

@@ -74,9 +74,10 @@ class CookiePolicy:
         return [self.render_deletion(name) for name in self.chunk_names if name in present]
 
     def render(self, name: str, value: str, *, max_age: int, path: str = "/") -> str:
-        """A Set-Cookie value: HttpOnly, SameSite and Secure as configured."""
+        """A Set-Cookie value: HttpOnly, SameSite and Secure as configured. An empty value is
+        written `""`, as aiohttp's del_cookie does (proxies in front may match on it)."""
         morsel: Morsel[str] = Morsel()
-        morsel.set(name, value, value)
+        morsel.set(name, value, value or '""')
         morsel["max-age"] = str(max_age)
         morsel["path"] = path
         morsel["httponly"] = True
