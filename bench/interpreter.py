@@ -6,7 +6,9 @@ are. Debian builds its python3.X with PGO and LTO on amd64 through its own rules
 those flags out of sysconfig on purpose, so for a Debian-packaged interpreter the package is
 recorded too. ``BENCH_PYTHON=/usr/bin/python3.11`` makes the bench run the gateway under that
 interpreter: a venv for it is created under the run directory and the project installed into
-it (again only when pyproject.toml changed).
+it (again only when pyproject.toml changed). ``BENCH_COMPARE_PYTHON`` does the same for a
+second gateway that the same run measures next to the first, interleaved, which is the only
+way to see a difference between interpreters smaller than the noise between runs.
 """
 
 from __future__ import annotations
@@ -78,8 +80,9 @@ def gateway_command(run_dir: Path, project: Path) -> tuple[list[str], str]:
     """The `cognito-gateway` to run and the python behind it.
 
     BENCH_GATEWAY names one outright (another checkout's build, say). Without it or
-    BENCH_PYTHON: the one installed next to the running interpreter (the project's venv). With it: the one in a venv of that interpreter under `run_dir`, created and filled
-    with the project (``.[speed]``, what the Dockerfile installs) when missing or stale.
+    BENCH_PYTHON: the one installed next to the running interpreter (the project's venv).
+    With BENCH_PYTHON: the one in a venv of that interpreter under `run_dir`, created and
+    filled with the project (``.[speed]``, what the Dockerfile installs) when missing or stale.
     """
     chosen = os.environ.get("BENCH_GATEWAY", "").strip()
     if chosen:
@@ -90,9 +93,23 @@ def gateway_command(run_dir: Path, project: Path) -> tuple[list[str], str]:
         if not here.exists():
             raise FileNotFoundError(f"{here} is missing: install the project first (make install)")
         return [str(here)], sys.executable
-    python = shutil.which(other) or other
+    return venv_gateway(other, run_dir, project, variable="BENCH_PYTHON")
+
+
+def comparison_gateway(run_dir: Path, project: Path) -> tuple[list[str], str] | None:
+    """A second gateway under BENCH_COMPARE_PYTHON, to measure in the same run; or None."""
+    other = os.environ.get("BENCH_COMPARE_PYTHON", "").strip()
+    if not other:
+        return None
+    return venv_gateway(other, run_dir, project, variable="BENCH_COMPARE_PYTHON")
+
+
+def venv_gateway(name: str, run_dir: Path, project: Path, *,
+                 variable: str) -> tuple[list[str], str]:
+    """`cognito-gateway` in a venv of interpreter `name` under `run_dir` (made when needed)."""
+    python = shutil.which(name) or name
     if not Path(python).exists():
-        raise FileNotFoundError(f"BENCH_PYTHON={other}: no such interpreter")
+        raise FileNotFoundError(f"{variable}={name}: no such interpreter")
     venv = run_dir / ("venv-" + hashlib.sha256(
         os.path.realpath(python).encode()).hexdigest()[:10])
     _ensure_venv(python, venv, project)

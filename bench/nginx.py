@@ -3,10 +3,12 @@
 The upstream answers ``/`` with a fixed 100-byte body, ``/64k`` with a 64 KiB file and
 ``/download`` with a 100 MB file (sendfile); ``/bench-callback`` is only a landing place for the
 code flow that mints bearer tokens. The reference proxy is a plain nginx reverse proxy: ``/``
-and ``/64k`` to the upstream over a keep-alive pool (buffered, nginx's default), ``/download``
-unbuffered, and ``/ws`` and ``/upload`` to the aiohttp app upstream, unbuffered, as the gateway
-streams them. Both run one worker with the access log off, like the peers harness they are
-compared with. Configs, pid files and temporary files live in the run directory.
+and ``/64k`` to the upstream over a keep-alive pool (buffered, nginx's default); ``/download``
+from the upstream, and ``/ws`` and ``/upload`` to the aiohttp app, streamed unbuffered through
+64 KiB buffers as the gateway streams them (nginx's defaults would spool 100 MB to temporary
+files, and stream through one 4-16 KiB buffer when unbuffered). Both run one worker with the
+access log off, like the peers harness they are compared with. Configs, pid files and
+temporary files live in the run directory.
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ DOWNLOAD_BYTES = 100_000_000
 NGINX = "/usr/sbin/nginx"
 
 
+class NginxConfigError(RuntimeError):
+    """nginx refused a config the bench wrote (or is missing)."""
+
+
 @dataclass(frozen=True)
 class NginxPorts:
     """The ports of one run: the upstream, the reference proxy, and the aiohttp app."""
@@ -40,7 +46,7 @@ def nginx_binary() -> str:
         return NGINX
     found = shutil.which("nginx")
     if found is None:
-        raise FileNotFoundError("nginx is not installed (Debian: apt-get install nginx-light)")
+        raise NginxConfigError("nginx is not installed (Debian: apt-get install nginx-light)")
     return found
 
 
@@ -107,11 +113,15 @@ def proxy_config(run_dir: Path, ports: NginxPorts) -> str:
             proxy_pass http://backend;
             proxy_set_header Connection "";
             proxy_buffering off;
+            proxy_buffer_size 64k;
+            proxy_buffers 4 64k;
+            proxy_busy_buffers_size 128k;
         }}
         location = /upload {{
             proxy_pass http://app;
             proxy_set_header Connection "";
             proxy_request_buffering off;
+            client_body_buffer_size 64k;
             proxy_buffering off;
         }}
         location = /ws {{
@@ -151,7 +161,7 @@ def prepare(run_dir: Path, ports: NginxPorts) -> tuple[list[str], list[str]]:
         check = subprocess.run([*argv, "-t", "-q"], capture_output=True, text=True,  # noqa: S603
                                check=False, timeout=30)
         if check.returncode != 0:
-            raise RuntimeError(f"nginx rejects {conf}: {check.stderr.strip()}")
+            raise NginxConfigError(f"nginx rejects {conf}: {check.stderr.strip()}")
         commands.append(argv)
     return commands[0], commands[1]
 

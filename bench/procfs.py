@@ -2,9 +2,10 @@
 
 A server under test is a process tree (nginx's master and worker, the gateway and any workers
 it forks), so every figure here is taken over the root and all its live descendants. CPU time
-counts children that already exited and were reaped (``cutime``/``cstime``), so a worker that
-dies between two snapshots still counts. CPU time comes in clock ticks (``SC_CLK_TCK``, 100 per
-second on Linux): per-request figures need runs of a few thousand requests to be meaningful.
+is the nanosecond run time of every thread (``/proc/PID/task/TID/schedstat``), plus the
+user and system time of children that already exited and were reaped (``cutime``/``cstime``,
+in clock ticks), so a worker that dies between two snapshots still counts. Where schedstat is
+missing, the process's own ``utime``/``stime`` ticks (10 ms steps) stand in.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ PROC = Path("/proc")
 @dataclass(frozen=True)
 class _Stat:
     ppid: int
-    ticks: int  # utime + stime + cutime + cstime
+    own_ticks: int  # utime + stime
+    reaped_ticks: int  # cutime + cstime
 
 
 def _read_stat(pid: int) -> _Stat | None:
@@ -33,7 +35,22 @@ def _read_stat(pid: int) -> _Stat | None:
     # The command name may hold spaces and parentheses: fields start after the last ")".
     fields = data[data.rindex(")") + 2:].split()
     # fields[0] is the state; then ppid (1) ... utime (11), stime (12), cutime (13), cstime (14)
-    return _Stat(int(fields[1]), sum(int(f) for f in fields[11:15]))
+    return _Stat(int(fields[1]), int(fields[11]) + int(fields[12]),
+                 int(fields[13]) + int(fields[14]))
+
+
+def _run_seconds(pid: int, stat: _Stat) -> float:
+    """CPU seconds of the process: its threads' run time, its reaped children's time."""
+    reaped = stat.reaped_ticks / TICKS_PER_SECOND
+    try:
+        tasks = list((PROC / str(pid) / "task").iterdir())
+        nanoseconds = 0
+        for task in tasks:
+            with contextlib.suppress(FileNotFoundError):  # a thread that just ended
+                nanoseconds += int((task / "schedstat").read_text(encoding="ascii").split()[0])
+    except (OSError, ValueError, IndexError):
+        return stat.own_ticks / TICKS_PER_SECOND + reaped
+    return nanoseconds / 1e9 + reaped
 
 
 def _all_stats() -> dict[int, _Stat]:
@@ -63,9 +80,9 @@ def tree_pids(root: int, stats: dict[int, _Stat] | None = None) -> list[int]:
 
 
 def cpu_seconds(roots: Iterable[int]) -> dict[int, float]:
-    """CPU time (user + system, reaped children included) of each root's tree, by root."""
+    """CPU seconds (reaped children included) of each root's tree, by root."""
     stats = _all_stats()
-    return {root: sum(stats[pid].ticks for pid in tree_pids(root, stats)) / TICKS_PER_SECOND
+    return {root: sum(_run_seconds(pid, stats[pid]) for pid in tree_pids(root, stats))
             for root in roots}
 
 

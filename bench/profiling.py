@@ -41,6 +41,7 @@ WAITING = frozenset({"epoll_pwait", "epoll_wait", "poll", "ppoll", "select", "ps
 OWN_CODE = "gateway/"
 ENTRY_POINT = "gateway/cli.py"  # on every stack: says nothing
 _FRAME = re.compile(r"^(?P<name>.*?) \((?P<where>[^()]*)\)$")
+_LINE = re.compile(r":\d+$")
 
 
 class ProfileFailed(RuntimeError):
@@ -59,8 +60,7 @@ class Frame:
         match = _FRAME.match(text)
         if match is None:
             return cls(text, "?")
-        where = match["where"].rsplit(":", 1)[0] if ".py:" in match["where"] else match["where"]
-        return cls(match["name"], where)
+        return cls(match["name"], _LINE.sub("", match["where"]))
 
     @property
     def python(self) -> bool:
@@ -74,7 +74,7 @@ class Frame:
 
 def _package(where: str) -> str:
     if where.startswith("event loop: "):
-        return where
+        return "event loop (native)"
     if where.endswith(".py"):
         parts = where.split("/")
         return parts[0] if len(parts) > 1 else where.removesuffix(".py")

@@ -15,6 +15,7 @@ from typing import Any
 
 from bench.results import Change
 
+NOISY_CORES = 0.3  # other work above this skews the figures
 HEADER = ("| scenario | target | throughput | p50 ms | p99 ms | CPU us/unit | path CPU us/unit "
           "| RSS MiB | x ref throughput | x ref CPU |")
 RULE = "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
@@ -36,17 +37,16 @@ def table(document: Mapping[str, Any]) -> str:
             lines.append(f"| {name} | - | {entry['status']}: {entry['reason']} | | | | | | | |")
             continue
         unit = entry["unit"]
-        ratios = entry.get("ratios", {})
-        for index, (target, figures) in enumerate(entry["targets"].items()):
+        for target, figures in entry["targets"].items():
             m = figures["median"]
             transfer = "mb_per_s" in m
             rate = m.get("mb_per_s") if transfer else m.get("rate")
             rate_unit = "MB/s" if transfer else f"{unit}/s"
             rss = m.get("peak_rss_mib") if transfer else m.get("rss_mib")
             rss_text = _number(rss) + (" peak" if transfer else "")
-            first = index == 0 and bool(ratios)
-            rate_ratio = ratios.get("mb_per_s" if transfer else "rate") if first else None
-            cpu_ratio = ratios.get("cpu_us") if first else None
+            ratios = entry.get("ratios", {}).get(target, {})
+            rate_ratio = ratios.get("mb_per_s" if transfer else "rate")
+            cpu_ratio = ratios.get("cpu_us")
             lines.append(
                 f"| {name} | {target} | {_number(rate)} {rate_unit} "
                 f"| {_number(m.get('p50_ms'), 2)} "
@@ -57,21 +57,33 @@ def table(document: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _build(facts: Mapping[str, Any]) -> str:
+    optimised = "PGO" if facts["pgo"] else "no PGO"
+    optimised += "+LTO" if facts["lto"] else ", no LTO"
+    if facts.get("build_note"):
+        optimised = facts["build_note"]
+    return f"Python {facts['version']} ({facts['executable']}; {optimised})"
+
+
 def notes(document: Mapping[str, Any]) -> list[str]:
     """One-line facts under the table: settings, interpreter, noise, errors."""
     s = document["settings"]
     gw = document["interpreter"]["gateway"]
-    optimised = "PGO" if gw["pgo"] else "no PGO"
-    optimised += "+LTO" if gw["lto"] else ", no LTO"
-    if gw.get("build_note"):
-        optimised = gw["build_note"]
     lines = [
-        f"{s['rounds']} rounds x {s['duration_s']} s per run, {s['connections']} connections, "
+        f"{s['rounds']} round(s) x {s['duration_s']} s per run, {s['connections']} connections, "
         f"warm-up {s['warmup_s']} s; servers on CPUs {s['server_cpus']}, load on "
         f"CPUs {s['load_cpus']}; wall time {document['wall_seconds']:.0f} s",
-        f"gateway: {document['gateway']['version']} under Python {gw['version']} "
-        f"({gw['executable']}; {optimised})",
+        f"gateway: {document['gateway']['version']} under {_build(gw)}",
     ]
+    alt = document["interpreter"].get("gateway-alt")
+    if alt is not None:
+        lines.append(f"gateway-alt: the same gateway under {_build(alt)}")
+        for name, entry in document["scenarios"].items():
+            ratios = entry.get("interpreter_ratios")
+            if ratios:
+                lines.append(f"  {name}: gateway-alt / gateway: throughput "
+                             f"x{ratios.get('rate', float('nan')):.3f}, CPU per unit "
+                             f"x{ratios.get('cpu_us', float('nan')):.3f}")
     worst = max((r.get("other_load_cores", 0.0) for e in document["scenarios"].values()
                  if e["status"] == "ok" for t in e["targets"].values() for r in t["rounds"]),
                 default=0.0)
@@ -79,6 +91,9 @@ def notes(document: Mapping[str, Any]) -> list[str]:
                  if e["status"] == "ok" for t in e["targets"].values() for r in t["rounds"])
     lines.append(f"other load (CPU not used by the bench) up to {worst:.2f} cores; "
                  f"HTTP errors: {errors:.0f}")
+    if worst > NOISY_CORES:
+        lines.append(f"WARNING: other work used up to {worst:.2f} cores during the runs: the "
+                     "figures are skewed; rerun on a quiet machine")
     signin = document["scenarios"].get("signin")
     if signin and signin["status"] == "ok":
         m = signin["targets"]["gateway"]["median"]
@@ -87,9 +102,22 @@ def notes(document: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def changes(previous_name: str, found: Sequence[Change]) -> list[str]:
-    """The comparison with the previous result: the regressions, then a verdict."""
+def _interpreter(document: Mapping[str, Any]) -> str:
+    facts = document.get("interpreter", {}).get("gateway", {})
+    return f"Python {facts.get('version', '?')} ({facts.get('executable', '?')})"
+
+
+def changes(previous_name: str, previous: Mapping[str, Any], current: Mapping[str, Any],
+            found: Sequence[Change]) -> list[str]:
+    """The comparison with the previous result: the regressions, then a verdict.
+
+    When the two runs ran the gateway under different interpreters, that is said first: the
+    changes are then the interpreters' as much as the code's.
+    """
     lines = [f"compared with {previous_name}:"]
+    if _interpreter(previous) != _interpreter(current):
+        lines.append(f"  (that run's gateway ran under {_interpreter(previous)}, "
+                     f"this one under {_interpreter(current)})")
     flagged = [c for c in found if c.regression]
     for change in flagged:
         lines.append(f"  REGRESSION {change.scenario}/{change.target} {change.metric}: "

@@ -24,6 +24,7 @@ LOWER_IS_BETTER = frozenset({"p50_ms", "p99_ms", "cpu_us", "path_cpu_us", "rss_m
 RATIO_METRICS = ("rate", "mb_per_s", "cpu_us", "path_cpu_us", "p50_ms", "rss_mib",
                  "peak_rss_mib")
 SCHEMA = 1
+ALT = "gateway-alt"
 
 
 def median_values(rounds: Sequence[Mapping[str, float]]) -> dict[str, float]:
@@ -36,21 +37,28 @@ def summarise_scenario(title: str, unit: str, reference: str | None,
                        runs: Mapping[str, Sequence[Mapping[str, float]]]) -> dict[str, Any]:
     """A scenario's entry: per target its rounds and medians, and the ratios to the reference.
 
-    ``ratios`` divides the first target's medians by the reference's (e.g. rate 0.08: the
-    gateway serves 8 % of nginx's requests per second; cpu_us 12.5: it spends 12.5 times the
-    CPU per request).
+    ``ratios[target]`` divides each other target's medians by the reference's (e.g. rate 0.08:
+    the gateway serves 8 % of nginx's requests per second; cpu_us 12.5: it spends 12.5 times
+    the CPU per request). With a BENCH_COMPARE_PYTHON gateway, ``interpreter_ratios`` divides
+    its medians by the first gateway's.
     """
     medians = {name: median_values(rounds) for name, rounds in runs.items()}
     targets = {name: {"median": medians[name], "rounds": [dict(r) for r in rounds]}
                for name, rounds in runs.items()}
     entry: dict[str, Any] = {"status": "ok", "title": title, "unit": unit,
                              "reference": reference, "targets": targets}
+    if reference is not None and reference in medians:
+        entry["ratios"] = {name: _ratios(values, medians[reference])
+                           for name, values in medians.items() if name != reference}
     names = list(runs)
-    if reference is not None and reference in medians and names and names[0] != reference:
-        ours, theirs = medians[names[0]], medians[reference]
-        entry["ratios"] = {key: ours[key] / theirs[key] for key in RATIO_METRICS
-                           if key in ours and theirs.get(key)}
+    if ALT in medians and names and names[0] != ALT:
+        entry["interpreter_ratios"] = _ratios(medians[ALT], medians[names[0]])
     return entry
+
+
+def _ratios(ours: Mapping[str, float], theirs: Mapping[str, float]) -> dict[str, float]:
+    return {key: ours[key] / theirs[key] for key in RATIO_METRICS
+            if key in ours and theirs.get(key)}
 
 
 def not_measured(title: str, status: str, reason: str) -> dict[str, Any]:

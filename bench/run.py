@@ -24,13 +24,14 @@ from bench import clients, gateway, interpreter, nginx, profiling, report, resul
 from bench.cli import PROJECT, Options
 from bench.deps import MissingDependency, ensure_load_tools
 from bench.idp import SignInFailed
+from bench.procfs import MachineLoad
 from bench.scenarios import SCENARIOS, CheckFailed, RunSettings, Scenario, Values
 from bench.services import ServiceError
 from bench.stack import Pinning, Stack
-from bench.wrk import REPORT_SCRIPT, WrkFailed, run_wrk
+from bench.wrk import WrkFailed, run_wrk
 
 EXPECTED_FAILURES = (ServiceError, CheckFailed, WrkFailed, clients.TransferFailed, SignInFailed,
-                     profiling.ProfileFailed, TimeoutError, OSError)
+                     profiling.ProfileFailed, nginx.NginxConfigError, TimeoutError, OSError)
 WORKERS_UNSUPPORTED = "not supported by this build: `cognito-gateway run` has no --workers"
 
 
@@ -56,23 +57,30 @@ def run(options: Options) -> Path:
     try:
         ensure_load_tools()
         gateway_argv, gateway_python = interpreter.gateway_command(options.run_dir, PROJECT)
+        alt = interpreter.comparison_gateway(options.run_dir, PROJECT)
     except (MissingDependency, FileNotFoundError, subprocess.CalledProcessError) as exc:
         raise BenchFailed(str(exc)) from exc
     pinning = Pinning.choose(pin=options.pin)
     if pinning.load is not None:
         os.sched_setaffinity(0, pinning.load)
     chosen = [SCENARIOS[name] for name in options.scenarios]
+    if alt is not None:
+        chosen = [scenario.with_comparison() for scenario in chosen]
     skipped: dict[str, str] = {}
     if "workers" in options.scenarios and not gateway.supports_workers(gateway_argv):
         skipped["workers"] = WORKERS_UNSUPPORTED
     runnable = [s for s in chosen if s.name not in skipped]
-    stack = Stack(options.run_dir, pinning, gateway_argv)
+    stack = Stack(options.run_dir, pinning, gateway_argv, alt[0] if alt else None)
     options.run_dir.mkdir(parents=True, exist_ok=True)
     (options.run_dir / "profile").mkdir(exist_ok=True)
-    wrk_script = options.run_dir / "report.lua"
-    wrk_script.write_text(REPORT_SCRIPT, encoding="utf-8")
+    scratch = options.run_dir / "scratch"
+    scratch.mkdir(mode=0o700, exist_ok=True)
     settings = RunSettings(options.duration, options.connections, pinning.load,
-                           pinning.everywhere, wrk_script)
+                           pinning.everywhere, scratch)
+    busy_before = _busy_cores(1.0)
+    if busy_before > report.NOISY_CORES:
+        print(f"bench: WARNING: {busy_before:.2f} CPU cores are busy with other work before "
+              "the run; the figures will be skewed", flush=True)
     print(f"bench: {len(runnable)} scenario(s), {options.rounds} round(s) of "
           f"{options.duration} s per target; servers on CPUs {_cpus(pinning.server)}, "
           f"load on CPUs {_cpus(pinning.load)}; logs in {options.run_dir / 'logs'}", flush=True)
@@ -99,8 +107,16 @@ def run(options: Options) -> Path:
     document = _document(options, started=started, seconds=time.monotonic() - clock,
                          chosen=chosen, measured=measured, skipped=skipped, failed=failed,
                          gateway_argv=gateway_argv, gateway_python=gateway_python,
-                         pinning=pinning, profile=profile)
+                         pinning=pinning, profile=profile, busy_before=busy_before,
+                         alt_python=alt[1] if alt else None)
     return _publish(options, started, document)
+
+
+def _busy_cores(seconds: float) -> float:
+    """Cores the machine kept busy over `seconds` (before anything of the bench runs)."""
+    before = MachineLoad.now()
+    time.sleep(seconds)
+    return MachineLoad.now().busy_cores_since(before)
 
 
 def _cpus(cpus: set[int] | None) -> str:
@@ -112,7 +128,7 @@ async def _warm_up(stack: Stack, scenarios: list[Scenario], settings: RunSetting
     if seconds <= 0:
         return
     short = RunSettings(seconds, settings.connections, settings.load_cpus, settings.all_cpus,
-                        settings.wrk_script)
+                        settings.scratch)
     for scenario in scenarios:
         for target in scenario.targets:
             try:
@@ -162,7 +178,7 @@ async def _profile(stack: Stack, settings: RunSettings, options: Options) -> dic
     load = asyncio.create_task(run_wrk(
         stack.url("gateway") + "/", headers=headers, duration=options.duration + 2,
         connections=settings.connections, cpus=settings.load_cpus,
-        script=settings.wrk_script))
+        script_dir=settings.scratch))
     try:
         await asyncio.sleep(1)
         summary = await profiling.record(stack.pid("gateway"), options.duration, out,
@@ -183,7 +199,8 @@ def _git(*args: str) -> str:
 def _document(options: Options, *, started: datetime, seconds: float, chosen: list[Scenario],
               measured: dict[str, dict[str, list[Values]]], skipped: dict[str, str],
               failed: dict[str, str], gateway_argv: list[str], gateway_python: str,
-              pinning: Pinning, profile: dict[str, Any] | None) -> dict[str, Any]:
+              pinning: Pinning, profile: dict[str, Any] | None,
+              busy_before: float, alt_python: str | None) -> dict[str, Any]:
     scenarios: dict[str, Any] = {}
     for scenario in chosen:
         if scenario.name in skipped:
@@ -209,7 +226,8 @@ def _document(options: Options, *, started: datetime, seconds: float, chosen: li
             "load_cpus": _cpus(pinning.load), "transfer_bytes": nginx.DOWNLOAD_BYTES,
         },
         "machine": {"cpus": os.cpu_count(), "kernel": platform.release(),
-                    "nginx": nginx.version(), "wrk": _wrk_version()},
+                    "nginx": nginx.version(), "wrk": _wrk_version(),
+                    "busy_cores_before": round(busy_before, 3)},
         "interpreter": {"gateway": interpreter.facts(gateway_python),
                         "harness": interpreter.facts(sys.executable)},
         "gateway": {"version": gateway.version(gateway_argv), "commit": _git(
@@ -217,6 +235,8 @@ def _document(options: Options, *, started: datetime, seconds: float, chosen: li
                 "status", "--porcelain", "--", "gateway", "pyproject.toml"))},
         "scenarios": scenarios,
     }
+    if alt_python is not None:
+        document["interpreter"]["gateway-alt"] = interpreter.facts(alt_python)
     if profile is not None:
         document["profile"] = profile
     portable: dict[str, Any] = results.portable(document, PROJECT)
@@ -239,7 +259,7 @@ def _publish(options: Options, started: datetime, document: dict[str, Any]) -> P
         document["previous"] = {"file": previous[0].name,
                                 "changes": [c.as_json() for c in found],
                                 "regressions": sum(c.regression for c in found)}
-        lines += ["", *report.changes(previous[0].name, found)]
+        lines += ["", *report.changes(previous[0].name, previous[1], document, found)]
     path = results.write(options.results_dir, started, document)
     print("\n".join(lines), flush=True)
     print(f"\nbench: result written to {path}", flush=True)

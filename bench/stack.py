@@ -11,6 +11,7 @@ Services and the CPUs they run on (with pinning; ``--no-pin`` or one CPU leaves 
 | gateway | the gateway in front of the nginx upstream | server |
 | gateway-app | the gateway in front of the app | server |
 | gateway-workers | ``run --workers 2`` in front of the nginx upstream | all |
+| gateway-alt | the gateway under BENCH_COMPARE_PYTHON, in front of the nginx upstream | server |
 
 The harness itself and its load generators run on the load CPUs, so that the server CPU holds
 only the path being measured, as in the peers harness. Only the services the chosen scenarios
@@ -32,7 +33,7 @@ from bench.idp import IdpSite
 from bench.nginx import NginxPorts
 from bench.services import Service, Services, free_port
 
-GATEWAYS = ("gateway", "gateway-app", "gateway-workers")
+GATEWAYS = ("gateway", "gateway-app", "gateway-workers", "gateway-alt")
 
 
 @dataclass(frozen=True)
@@ -64,10 +65,12 @@ class Pinning:
 class Stack:
     """The run's services, their URLs, and the process trees to measure for each target."""
 
-    def __init__(self, run_dir: Path, pinning: Pinning, gateway_argv: Sequence[str]) -> None:
+    def __init__(self, run_dir: Path, pinning: Pinning, gateway_argv: Sequence[str],
+                 alt_gateway_argv: Sequence[str] | None = None) -> None:
         self.run_dir = run_dir
         self.pinning = pinning
         self.gateway_argv = list(gateway_argv)
+        self.alt_gateway_argv = list(alt_gateway_argv or gateway_argv)
         self.services = Services(run_dir / "logs")
         self.by_name: dict[str, Service] = {}
         self.ports = NginxPorts(free_port(), free_port(), free_port())
@@ -75,6 +78,7 @@ class Stack:
             "gateway": GatewaySite(free_port(), free_port(), self.upstream_url),
             "gateway-app": GatewaySite(free_port(), free_port(), self.app_url),
             "gateway-workers": GatewaySite(free_port(), free_port(), self.upstream_url),
+            "gateway-alt": GatewaySite(free_port(), free_port(), self.upstream_url),
         }
         self.idp_site = IdpSite(free_port(), "")
         self._bearer: str | None = None
@@ -132,7 +136,8 @@ class Stack:
             workers = 2 if name == "gateway-workers" else 1
             cpus = self.pinning.everywhere if workers > 1 else server
             env = gateway.environment(self.gateway_sites[name], self.idp_site, secret)
-            self._start(name, gateway.command(self.gateway_argv, workers), cpus, env)
+            argv = self.alt_gateway_argv if name == "gateway-alt" else self.gateway_argv
+            self._start(name, gateway.command(argv, workers), cpus, env)
             ready.append(self.by_name[name].wait_until_answers(
                 self.gateway_sites[name].url + "/ready"))
         await asyncio.gather(*ready)

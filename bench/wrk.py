@@ -2,15 +2,18 @@
 
 wrk is closed-loop: `connections` connections each send their next request when the previous
 answer arrived, for `duration` whole seconds. A small Lua ``done`` hook prints wrk's own
-summary and latency histogram (the figures ``wrk --latency`` shows) as one JSON line, so nothing
-is scraped from its human-readable output. Non-2xx/3xx answers count as errors, and the bytes
-per response expose a redirect or a re-issued cookie where the upstream body was expected.
+summary and latency histogram (the figures ``wrk --latency`` shows) as one JSON line, so
+nothing is scraped from its human-readable output; the same script sets the request headers.
+Non-2xx/3xx answers count as errors, and the bytes per response expose a redirect or a
+re-issued cookie where the upstream body was expected.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,25 +57,45 @@ class WrkResult:
         return self.bytes / self.requests if self.requests else 0.0
 
 
+def _lua_string(value: str) -> str:
+    if any(c in value for c in "\r\n\0"):
+        raise ValueError("a header value cannot hold CR, LF or NUL")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def write_script(directory: Path, headers: Mapping[str, str]) -> Path:
+    """A private (0600) Lua script: `REPORT_SCRIPT` plus the request headers.
+
+    Headers go into the script rather than onto wrk's command line, where every user of the
+    machine could read a session cookie or a bearer token (``ps``).
+    """
+    fd, name = tempfile.mkstemp(prefix="wrk-", suffix=".lua", dir=directory)
+    lines = [f"wrk.headers[{_lua_string(k)}] = {_lua_string(v)}" for k, v in headers.items()]
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write("\n".join([*lines, REPORT_SCRIPT]))
+    return Path(name)
+
+
 async def run_wrk(url: str, *, headers: Mapping[str, str], duration: int, connections: int,
-                  cpus: set[int] | None, script: Path) -> WrkResult:
-    """Load `url` for `duration` s (one wrk thread) with `script` (`REPORT_SCRIPT`)."""
+                  cpus: set[int] | None, script_dir: Path) -> WrkResult:
+    """Load `url` for `duration` s (one wrk thread) sending `headers` with every request."""
+    script = write_script(script_dir, headers)
     argv = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{duration}s",
-            "--timeout", "5s", "--latency", "-s", str(script)]
-    for name, value in headers.items():
-        argv += ["-H", f"{name}: {value}"]
-    argv.append(url)
+            "--timeout", "5s", "--latency", "-s", str(script), url]
     if cpus is not None:
         argv = ["taskset", "-c", cpu_list(cpus), *argv]
-    process = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
-        async with asyncio.timeout(duration + 30):
-            out, err = await process.communicate()
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise WrkFailed(f"wrk did not finish within {duration + 30} s") from None
+        process = await asyncio.create_subprocess_exec(
+            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        try:
+            async with asyncio.timeout(duration + 30):
+                out, err = await process.communicate()
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            raise WrkFailed(f"wrk did not finish within {duration + 30} s") from None
+    finally:
+        script.unlink(missing_ok=True)
     line = next((line for line in out.decode().splitlines() if line.startswith("WRKJSON ")), None)
     if process.returncode != 0 or line is None:
         # wrk's own output never holds the header values, only the URL and its figures.

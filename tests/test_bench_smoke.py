@@ -100,8 +100,10 @@ def test_ratios_divide_the_gateway_by_nginx(quick_run: QuickRun) -> None:
     entry = quick_run.document["scenarios"]["small"]
     gateway, nginx = (entry["targets"][t]["median"] for t in ("gateway", "nginx"))
     assert entry["reference"] == "nginx"
-    assert entry["ratios"]["rate"] == pytest.approx(gateway["rate"] / nginx["rate"])
-    assert entry["ratios"]["cpu_us"] == pytest.approx(gateway["cpu_us"] / nginx["cpu_us"])
+    assert set(entry["ratios"]) == {"gateway"}
+    ratios = entry["ratios"]["gateway"]
+    assert ratios["rate"] == pytest.approx(gateway["rate"] / nginx["rate"])
+    assert ratios["cpu_us"] == pytest.approx(gateway["cpu_us"] / nginx["cpu_us"])
 
 
 def test_output_shows_the_table_and_no_credential(quick_run: QuickRun) -> None:
