@@ -89,8 +89,11 @@ def notes(document: Mapping[str, Any]) -> list[str]:
                 default=0.0)
     errors = sum(r.get("errors", 0.0) for e in document["scenarios"].values()
                  if e["status"] == "ok" for t in e["targets"].values() for r in t["rounds"])
-    lines.append(f"other load (CPU not used by the bench) up to {worst:.2f} cores; "
-                 f"HTTP errors: {errors:.0f}")
+    steal = max((r.get("steal_cores", 0.0) for e in document["scenarios"].values()
+                 if e["status"] == "ok" for t in e["targets"].values() for r in t["rounds"]),
+                default=0.0)
+    lines.append(f"other load (CPU not used by the bench) up to {worst:.2f} cores; hypervisor "
+                 f"steal up to {steal:.2f} cores; HTTP errors: {errors:.0f}")
     if worst > NOISY_CORES:
         lines.append(f"WARNING: other work used up to {worst:.2f} cores during the runs: the "
                      "figures are skewed; rerun on a quiet machine")

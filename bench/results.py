@@ -1,9 +1,9 @@
 """A run's figures as one JSON document: medians, ratios, and the change since the last run.
 
 Each run is written to ``<results>/<UTC timestamp>.json``. The previous comparable result (the
-newest file of the same kind: ``--quick`` runs compare only with ``--quick`` runs) is read back
-and every median compared: a change of more than 20 % in the bad direction (less throughput;
-more CPU, latency or memory) is flagged as a regression.
+newest file of the same kind: the same scenarios, and ``--quick`` runs only with ``--quick``
+runs) is read back and every median compared: a change of more than 20 % in the bad
+direction (less throughput; more CPU, latency or memory) is flagged as a regression.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 REGRESSION = 0.20
 HIGHER_IS_BETTER = frozenset({"rate", "mb_per_s"})
 LOWER_IS_BETTER = frozenset({"p50_ms", "p99_ms", "cpu_us", "path_cpu_us", "rss_mib",
-                             "peak_rss_mib", "idp_cpu_us", "seconds"})
+                             "peak_rss_mib", "idp_cpu_us"})
 RATIO_METRICS = ("rate", "mb_per_s", "cpu_us", "path_cpu_us", "p50_ms", "rss_mib",
                  "peak_rss_mib")
 SCHEMA = 1
@@ -90,8 +90,13 @@ def write(directory: Path, started: datetime, document: Mapping[str, Any]) -> Pa
     return path
 
 
-def latest(directory: Path, *, quick: bool) -> tuple[Path, dict[str, Any]] | None:
-    """The newest readable result of the same kind (quick or not), or None."""
+def latest(directory: Path, *, quick: bool,
+           scenarios: Sequence[str]) -> tuple[Path, dict[str, Any]] | None:
+    """The newest readable result of the same kind, or None.
+
+    The same kind: quick or not, and the same scenarios (what ran before a figure changes it:
+    nginx's memory after a run of 100 MB transfers is not its memory after small requests).
+    """
     if not directory.is_dir():
         return None
     for path in sorted(directory.glob("*.json"), reverse=True):
@@ -99,7 +104,8 @@ def latest(directory: Path, *, quick: bool) -> tuple[Path, dict[str, Any]] | Non
             document = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        if isinstance(document, dict) and document.get("settings", {}).get("quick") == quick:
+        settings = document.get("settings", {}) if isinstance(document, dict) else {}
+        if settings.get("quick") == quick and settings.get("scenarios") == list(scenarios):
             return path, document
     return None
 

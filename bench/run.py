@@ -250,7 +250,8 @@ def _wrk_version() -> str:
 
 
 def _publish(options: Options, started: datetime, document: dict[str, Any]) -> Path:
-    previous = results.latest(options.results_dir, quick=options.quick)
+    previous = results.latest(options.results_dir, quick=options.quick,
+                              scenarios=options.scenarios)
     lines = ["", report.table(document), "", *report.notes(document)]
     if "profile" in document:
         lines += ["", *report.profile(document["profile"])]

@@ -112,17 +112,17 @@ def http(path: str, size: int, *, bearer: bool = False, unpinned: bool = False) 
         return {
             "rate": result.rate, "p50_ms": result.p50_ms, "p99_ms": result.p99_ms,
             "cpu_us": window.cpu(service) * per_request,
-            "path_cpu_us": window.cpu(service, stack.upstream_of(target)) * per_request,
+            "path_cpu_us": window.cpu(service, stack.upstream_of(target, path)) * per_request,
             "rss_mib": rss_mib(stack.pid(service)), "requests": float(result.requests),
             "errors": float(result.errors), "bytes_per_response": result.bytes_per_response,
-            "other_load_cores": window.other_load_cores,
+            "other_load_cores": window.other_load_cores, "steal_cores": window.steal_cores,
         }
 
     if not unpinned:
         return measure
 
     async def measure_unpinned(stack: Stack, target: str, settings: RunSettings) -> Values:
-        async with _unpinned(stack, [_service(target), stack.upstream_of(target)]):
+        async with _unpinned(stack, [_service(target), stack.upstream_of(target, path)]):
             return await measure(stack, target, settings)
 
     return measure_unpinned
@@ -180,20 +180,21 @@ def transfer(direction: str) -> Measure:
         headers = await stack.credentials(target)
         service = _service(target)
         size = nginx.DOWNLOAD_BYTES
+        path = f"/{direction}"
+        url = stack.url(target) + path
         async with _rss_peak(stack.pid(service)) as peak, asyncio.timeout(TRANSFER_SECONDS):
             with _window(stack) as window:
                 if direction == "download":
-                    done = await clients.download(stack.url(target) + "/download", headers,
-                                                  size)
+                    done = await clients.download(url, headers, size)
                 else:
-                    done = await clients.upload(stack.url(target) + "/upload", headers, size)
+                    done = await clients.upload(url, headers, size)
         per_mb = 1e6 / (done.bytes / 1e6)
         return {
             "mb_per_s": done.mb_per_s, "seconds": done.seconds,
             "cpu_us": window.cpu(service) * per_mb,
-            "path_cpu_us": window.cpu(service, stack.upstream_of(target)) * per_mb,
+            "path_cpu_us": window.cpu(service, stack.upstream_of(target, path)) * per_mb,
             "peak_rss_mib": peak[0], "rss_mib": rss_mib(stack.pid(service)),
-            "other_load_cores": window.other_load_cores,
+            "other_load_cores": window.other_load_cores, "steal_cores": window.steal_cores,
         }
 
     return measure
@@ -211,9 +212,9 @@ async def websocket(stack: Stack, target: str, settings: RunSettings) -> Values:
     return {
         "rate": load.rate, "p50_ms": load.p50_ms, "p99_ms": load.p99_ms,
         "cpu_us": window.cpu(service) * per_message,
-        "path_cpu_us": window.cpu(service, stack.upstream_of(target)) * per_message,
+        "path_cpu_us": window.cpu(service, stack.upstream_of(target, "/ws")) * per_message,
         "rss_mib": rss_mib(stack.pid(service)), "messages": float(load.messages),
-        "other_load_cores": window.other_load_cores,
+        "other_load_cores": window.other_load_cores, "steal_cores": window.steal_cores,
     }
 
 
@@ -237,6 +238,7 @@ async def sign_ins(stack: Stack, target: str, settings: RunSettings) -> Values:
         "rate": done / window.seconds, "cpu_us": window.cpu(target) * per_sign_in,
         "idp_cpu_us": window.cpu("idp") * per_sign_in, "sign_ins": float(done),
         "rss_mib": rss_mib(stack.pid(target)), "other_load_cores": window.other_load_cores,
+        "steal_cores": window.steal_cores,
     }
 
 

@@ -33,6 +33,7 @@ from bench.idp import IdpSite
 from bench.nginx import NginxPorts
 from bench.services import Service, Services, free_port
 
+APP_PATHS = frozenset({"/ws", "/upload"})
 GATEWAYS = ("gateway", "gateway-app", "gateway-workers", "gateway-alt")
 
 
@@ -105,9 +106,15 @@ class Stack:
         """The root pid of a running service."""
         return self.by_name[name].pid
 
-    def upstream_of(self, target: str) -> str:
-        """The service behind a target, whose CPU counts in the path's cost."""
-        return "app" if target == "gateway-app" else "upstream"
+    def upstream_of(self, target: str, path: str) -> str:
+        """The service that answers `path` behind `target`: its CPU counts in the path's cost.
+
+        The app answers everything behind gateway-app, and /ws and /upload behind nginx; the
+        nginx upstream answers the rest.
+        """
+        if target == "gateway-app" or (target == "nginx" and path in APP_PATHS):
+            return "app"
+        return "upstream"
 
     async def start(self, needed: Collection[str]) -> None:
         """Start the needed services (and what they depend on) and wait until each answers."""
