@@ -151,16 +151,3 @@ def compare(current: Mapping[str, Any], previous: Mapping[str, Any]) -> list[Cha
                 if metric in judged and isinstance(old.get(metric), int | float):
                     changes.append(Change(scenario, target, metric, float(old[metric]), value))
     return changes
-
-
-def all_numbers_finite(document: Mapping[str, Any]) -> bool:
-    """Whether every figure of every measured scenario is a finite number."""
-    for entry in document.get("scenarios", {}).values():
-        if entry.get("status") != "ok":
-            continue
-        for figures in entry["targets"].values():
-            values = list(figures["median"].values()) + [
-                v for r in figures["rounds"] for v in r.values()]
-            if not all(isinstance(v, int | float) and math.isfinite(v) for v in values):
-                return False
-    return True
