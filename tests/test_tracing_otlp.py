@@ -12,7 +12,7 @@ import io
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import aiohttp
 import pytest
@@ -24,6 +24,7 @@ pytest.importorskip("opentelemetry.sdk.trace", reason="needs the otel extra")
 
 from gateway import __version__
 from gateway.errors import TokenEndpointError
+from gateway.forwarding import TrustedProxies
 from gateway.observability.tracing import (
     COGNITO_REQUEST_ID,
     DB_OPERATION,
@@ -41,7 +42,7 @@ from gateway.observability.tracing import (
     log_ids_source,
     setup_tracing,
 )
-from tests.conftest import log_events
+from tests.conftest import log_events, serve
 from tests.support.otlp_receiver import PROTOBUF, OtlpReceiver, ReceivedSpan
 from tests.support.ports import refusing_port
 
@@ -51,6 +52,7 @@ CLIENT_SPAN = "00f067aa0ba902b7"
 JWT = ("eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIn0.eyJzdWIiOiI2ZjJjN2E0ZSIsInRva2VuX3VzZSI6ImFjY2Vzcy"
        "J9.c2lnbmF0dXJl")
 BATCH_THREAD = "OtelBatchSpanRecordProcessor"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 FORBIDDEN = [
     ("cookie", "_cognito_gateway=gAAAAABsession-cookie-value"),
     ("http.request.header.authorization", "Bearer " + JWT),
@@ -164,6 +166,16 @@ class TestExport:
         exported(tracing, receiver)
         server = receiver.span("POST /oauth2/sign_out")
         assert parent_of(headers["traceparent"]) == (server.trace_id, server.span_id, True)
+
+    def test_start_up_names_the_service_and_the_sampler(
+            self, make_tracing: TracingFactory, log_buffer: io.StringIO) -> None:
+        """One `tracing_on` line says what the operator configured."""
+        make_tracing(OTEL_SERVICE_NAME="edge-auth", OTEL_TRACES_SAMPLER="traceidratio",
+                     OTEL_TRACES_SAMPLER_ARG="0.25")
+        [line] = [e for e in log_events(log_buffer) if e["event"].startswith("tracing")]
+        assert (line["event"], line["level"]) == ("tracing_on", "info")
+        assert line["service_name"] == "edge-auth"
+        assert line["sampler"] == "TraceIdRatioBased{0.25}"
 
     @pytest.mark.parametrize(("environ", "service_name", "extra"), [
         ({}, "cognito-gateway", {}),
@@ -465,6 +477,60 @@ class TestConcurrency:
         await asyncio.to_thread(tracing.force_flush)
         assert receiver.span("cognito.jwks").parent_span_id == receiver.span(
             "GET proxy").span_id
+
+
+class TestInAnAiohttpApp:
+    """The facade inside aiohttp's request handling, wired as the gateway wires it."""
+
+    @pytest.mark.parametrize("trusted", [True, False], ids=["trusted-peer", "untrusted-peer"])
+    async def test_a_proxied_request_is_one_trace_down_to_the_upstream(
+            self, tracing: Tracing, receiver: OtlpReceiver, trusted: bool) -> None:
+        """Middleware span, client span around the upstream call, inject: the upstream
+        receives a traceparent naming the client span of the request's trace."""
+        seen: list[str] = []
+
+        async def upstream(request: web.Request) -> web.Response:
+            seen.append(request.headers.get("traceparent", ""))
+            return web.Response(text="upstream")
+
+        upstream_app = web.Application()
+        upstream_app.router.add_get("/{tail:.*}", upstream)
+        peers = TrustedProxies(["127.0.0.1/32"] if trusted else [])
+
+        @web.middleware
+        async def traced(request: web.Request, handler: Handler) -> web.StreamResponse:
+            with tracing.server_span(request.method, "proxy", request.headers,
+                                     trusted_parent=request.remote in peers) as span:
+                response = await handler(request)
+                span.set_status_code(response.status)
+                return response
+
+        async def proxy(request: web.Request) -> web.Response:
+            headers: CIMultiDict[str] = CIMultiDict()
+            with tracing.client_span("upstream", {HTTP_METHOD: request.method}) as call:
+                tracing.inject(headers)
+                async with aiohttp.ClientSession() as http, \
+                        http.get(f"{upstream_url}/x", headers=headers) as answer:
+                    call.set_status_code(answer.status)
+                    return web.Response(body=await answer.read())
+
+        gateway_app = web.Application(middlewares=[traced])
+        gateway_app.router.add_get("/{tail:.*}", proxy)
+        upstream_runner, upstream_url = await serve(upstream_app)
+        gateway_runner, gateway_url = await serve(gateway_app)
+        try:
+            async with aiohttp.ClientSession() as client, client.get(
+                    f"{gateway_url}/users/42", headers={"traceparent": traceparent()}) as resp:
+                assert (resp.status, await resp.text()) == (200, "upstream")
+        finally:
+            await gateway_runner.cleanup()
+            await upstream_runner.cleanup()
+        await asyncio.to_thread(exported, tracing, receiver)
+        server, client_span = receiver.span("GET proxy"), receiver.span("upstream")
+        assert client_span.parent_span_id == server.span_id
+        assert parent_of(seen[0]) == (server.trace_id, client_span.span_id, True)
+        assert (server.trace_id == CLIENT_TRACE) is trusted
+        assert server.attributes[HTTP_STATUS_CODE] == 200
 
 
 class TestLogs:

@@ -21,8 +21,8 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping, MutableMapping
-from contextlib import AbstractContextManager, nullcontext
-from types import MappingProxyType
+from contextlib import AbstractContextManager
+from types import MappingProxyType, TracebackType
 from typing import Final, Literal, Protocol
 
 from structlog.typing import EventDict, WrappedLogger
@@ -175,7 +175,16 @@ class Tracing(Protocol):
 
 
 class _SpanOff:
+    """The span of tracing switched off: its own `with` block, recording nothing."""
+
     __slots__ = ()
+
+    def __enter__(self) -> _SpanOff:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        return None
 
     @property
     def trace_id(self) -> None:
@@ -201,7 +210,6 @@ class _SpanOff:
 
 
 SPAN_OFF: Final = _SpanOff()
-_SCOPE_OFF: Final = nullcontext(SPAN_OFF)
 
 
 class _TracingOff:
@@ -212,12 +220,12 @@ class _TracingOff:
 
     def server_span(self, method: str, route: str, headers: Mapping[str, str], *,
                     trusted_parent: bool) -> AbstractContextManager[Span]:
-        return _SCOPE_OFF
+        return SPAN_OFF
 
     def client_span(self, name: ClientSpanName,
                     attributes: Mapping[str, AttributeValue] | None = None,
                     ) -> AbstractContextManager[Span]:
-        return _SCOPE_OFF
+        return SPAN_OFF
 
     def inject(self, headers: MutableMapping[str, str]) -> None:
         pass
