@@ -177,6 +177,24 @@ class TestExport:
         assert line["service_name"] == "edge-auth"
         assert line["sampler"] == "TraceIdRatioBased{0.25}"
 
+    @pytest.mark.parametrize("environ", [
+        {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "5000"},
+        {"OTEL_BSP_SCHEDULE_DELAY": "-1"},
+    ], ids=["batch-larger-than-queue", "negative-delay"])
+    def test_settings_the_sdk_refuses_leave_tracing_off(
+            self, receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch,
+            log_buffer: io.StringIO, environ: dict[str, str]) -> None:
+        """The SDK raises on some OTEL_BSP_* values: tracing stays off, with a warning, and
+        the gateway starts."""
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint)
+        for name, value in environ.items():
+            monkeypatch.setenv(name, value)
+        assert not setup_tracing().enabled
+        [line] = [e for e in log_events(log_buffer) if e["event"] == "tracing_off"]
+        assert line["reason"] == "invalid_settings"
+        assert "OTEL_BSP_" in line["hint"]
+        assert log_ids_source() is None
+
     @pytest.mark.parametrize(("environ", "service_name", "extra"), [
         ({}, "cognito-gateway", {}),
         ({"OTEL_SERVICE_NAME": "edge-auth"}, "edge-auth", {}),

@@ -152,8 +152,9 @@ class OtelTracing:
         if not OTELResourceDetector().detect().attributes.get("service.name"):
             attributes["service.name"] = DEFAULT_SERVICE_NAME
         resource = Resource.create(attributes)
+        batches = BatchSpanProcessor(OTLPSpanExporter())  # first: it may refuse OTEL_BSP_*
         provider = TracerProvider(resource=resource)
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        provider.add_span_processor(batches)
         service_name: str = str(resource.attributes["service.name"])
         return cls(provider, service_name=service_name)
 

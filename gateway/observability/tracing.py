@@ -251,6 +251,9 @@ _WARNINGS: Final = MappingProxyType({
                             "OTEL_TRACES_EXPORTER=otlp (or none)",
     "otel_extra_missing": "an OTLP endpoint is set but OpenTelemetry is not installed: "
                           "install cognito-gateway[otel]",
+    "invalid_settings": "OpenTelemetry refused the batching settings: OTEL_BSP_* values must "
+                        "be positive, and OTEL_BSP_MAX_EXPORT_BATCH_SIZE at most "
+                        "OTEL_BSP_MAX_QUEUE_SIZE",
 })
 
 
@@ -281,7 +284,8 @@ def setup_tracing() -> Tracing:
 
     Call it at start in each serving process (after any fork): the exporter's thread belongs
     to the process that made it. A mistake in the OTEL_* variables logs `tracing_off` with a
-    hint and leaves tracing off; it never stops the gateway.
+    hint and leaves tracing off (values the SDK can repair it repairs, with its own warning);
+    it never stops the gateway.
     """
     reason = reason_tracing_is_off(os.environ)
     if reason is None:
@@ -290,9 +294,14 @@ def setup_tracing() -> Tracing:
         except ImportError:
             reason = "otel_extra_missing"
         else:
-            tracing = OtelTracing.from_environment()
-            log.info("tracing_on", service_name=tracing.service_name, sampler=tracing.sampler)
-            return tracing
+            try:
+                tracing = OtelTracing.from_environment()
+            except ValueError:  # the SDK refuses some OTEL_BSP_* combinations outright
+                reason = "invalid_settings"
+            else:
+                log.info("tracing_on", service_name=tracing.service_name,
+                         sampler=tracing.sampler)
+                return tracing
     if reason in _WARNINGS:
         log.warning("tracing_off", reason=reason, hint=_WARNINGS[reason])
     return TRACING_OFF
