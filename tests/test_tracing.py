@@ -178,6 +178,7 @@ class TestTracingOff:
             span.set_status_code(200)
             span.set_outcome("invalid_grant")
             span.set_attribute("cookie", "session=1")
+            span.set_route("/oauth2/callback")
             span.record_error("upstream_reset")
             assert span.trace_id is None
             assert TRACING_OFF.trace_id() is None
@@ -260,7 +261,7 @@ class TestSpanAttributes:
         (ERROR_TYPE, "ValueError: the client secret abc was wrong"),
         (HTTP_ROUTE, "/users/42?tab=profile"),
         (HTTP_ROUTE, "/" + "a" * 64),
-        (HTTP_METHOD, "get"),
+        (HTTP_METHOD, 7),
         (HTTP_STATUS_CODE, "200"),
         (HTTP_STATUS_CODE, True),
         (HTTP_STATUS_CODE, 1000),
@@ -276,7 +277,14 @@ class TestSpanAttributes:
             AUTH_DECISION: "allowed"}
         [line] = [e for e in log_events(log_buffer) if e["event"] == "span_attribute_dropped"]
         assert line["attribute"] == key
-        assert str(value) not in str(line)
+        assert all(str(value) not in str(v) for k, v in line.items() if k != "timestamp")
+
+    @pytest.mark.parametrize(("method", "kept"), [
+        ("DELETE", "DELETE"), ("get", "_OTHER"), ("PROPFIND", "_OTHER"),
+    ], ids=["standard", "lower-case", "webdav"])
+    def test_a_method_is_kept_as_its_label(self, method: str, kept: str) -> None:
+        """The client chooses the method: the attribute is the standard method or `_OTHER`."""
+        assert span_attributes({HTTP_METHOD: method}) == {HTTP_METHOD: kept}
 
     def test_none_is_skipped_silently(self, log_buffer: io.StringIO) -> None:
         """A missing value (no sub, no request id) is not an attribute and not a mistake."""

@@ -429,6 +429,24 @@ class TestAllowList:
         assert span.name == name
         assert not any(b"alice@example.com" in body for body in receiver.bodies)
 
+    @pytest.mark.parametrize(("routes", "name"), [
+        ([], "GET"),
+        (["/oauth2/callback"], "GET /oauth2/callback"),
+        (["proxy"], "GET proxy"),
+        (["/users/alice@example.com"], "GET"),
+        (["proxy", "/users/alice@example.com"], "GET proxy"),
+    ], ids=["unrouted", "endpoint", "proxied", "path-refused", "path-after-label"])
+    def test_the_route_is_set_once_routed(self, tracing: Tracing, receiver: OtlpReceiver,
+                                          routes: list[str], name: str) -> None:
+        """A span opened before routing is renamed by `set_route`; a route that is not a
+        label changes nothing."""
+        with tracing.server_span("GET", None, {}, trusted_parent=False) as span:
+            for route in routes:
+                span.set_route(route)
+        [received] = exported(tracing, receiver)
+        route = name.partition(" ")[2] or None
+        assert (received.name, received.attributes.get(HTTP_ROUTE)) == (name, route)
+
     def test_redis_and_idp_spans_carry_their_labels(self, tracing: Tracing,
                                                     receiver: OtlpReceiver) -> None:
         """The client spans of the token client, the JWKS fetch and Redis, as wired."""

@@ -70,15 +70,22 @@ _TRACE_HEADERS: Final = frozenset({"traceparent", "tracestate"})
 _ERROR: Final = Status(StatusCode.ERROR)
 
 
+def _server_span_name(method: str, route: str | None) -> str:
+    """`<method> <route>` as the HTTP conventions name server spans (`HTTP` for `_OTHER`)."""
+    name = "HTTP" if method == "_OTHER" else method
+    return f"{name} {route}" if route else name
+
+
 class OtelSpan:
     """A span handle and the block that makes it current (`with` enters and ends it)."""
 
-    __slots__ = ("_error_from", "_error_type", "_recording", "_span", "_token")
+    __slots__ = ("_error_from", "_error_type", "_method", "_recording", "_span", "_token")
 
-    def __init__(self, span: ApiSpan, *, error_from: int) -> None:
+    def __init__(self, span: ApiSpan, *, error_from: int, method: str | None = None) -> None:
         self._span = span
         self._recording: bool = span.is_recording()
         self._error_from = error_from
+        self._method = method  # a server span's method label, for set_route
         self._error_type: str | None = None
         self._token: Token[Context] | None = None
 
@@ -106,6 +113,13 @@ class OtelSpan:
     def set_attribute(self, key: str, value: AttributeValue | None) -> None:
         if self._recording:
             self._span.set_attributes(span_attributes({key: value}))
+
+    def set_route(self, route: str) -> None:
+        if self._recording and self._method is not None:
+            attributes = span_attributes({HTTP_ROUTE: route})
+            if attributes:
+                self._span.set_attributes(attributes)
+                self._span.update_name(_server_span_name(self._method, route))
 
     def set_status_code(self, status: int) -> None:
         self.set_attribute(HTTP_STATUS_CODE, status)
@@ -158,20 +172,18 @@ class OtelTracing:
         service_name: str = str(resource.attributes["service.name"])
         return cls(provider, service_name=service_name)
 
-    def server_span(self, method: str, route: str, headers: Mapping[str, str], *,
+    def server_span(self, method: str, route: str | None, headers: Mapping[str, str], *,
                     trusted_parent: bool) -> OtelSpan:
         parent = Context()
         if trusted_parent:
             parent = self._propagator.extract(headers, context=parent)
         method = http_method_label(method)
         attributes = span_attributes({HTTP_METHOD: method, HTTP_ROUTE: route})
-        name = "HTTP" if method == "_OTHER" else method
-        if HTTP_ROUTE in attributes:
-            name = f"{name} {route}"
+        name = _server_span_name(method, route if HTTP_ROUTE in attributes else None)
         span = self._tracer.start_span(
             name, context=parent, kind=SpanKind.SERVER, attributes=attributes,
             record_exception=False, set_status_on_exception=False)
-        return OtelSpan(span, error_from=500)
+        return OtelSpan(span, error_from=500, method=method)
 
     def client_span(self, name: ClientSpanName,
                     attributes: Mapping[str, AttributeValue] | None = None) -> OtelSpan:

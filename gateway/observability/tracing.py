@@ -25,11 +25,11 @@ from contextlib import AbstractContextManager
 from types import MappingProxyType, TracebackType
 from typing import Final, Literal, Protocol
 
+import structlog
 from structlog.typing import EventDict, WrappedLogger
 
-from gateway.observability.logging import get_logger
-
-log = get_logger(__name__)
+# Not gateway.observability.logging's get_logger: that module imports add_trace_id from here.
+log: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(__name__)
 
 AttributeValue = str | int | bool
 ClientSpanName = Literal["upstream", "cognito.token", "cognito.discovery", "cognito.jwks",
@@ -68,9 +68,13 @@ def _status_code(value: object) -> int | None:
     return value if type(value) is int and 100 <= value <= 599 else None
 
 
+def _method(value: object) -> str | None:
+    return http_method_label(value) if isinstance(value, str) else None
+
+
 _LABEL = _shaped(r"[A-Za-z0-9_:-]{1,64}")
 _ALLOWED: Final[Mapping[str, Callable[[object], AttributeValue | None]]] = MappingProxyType({
-    HTTP_METHOD: _shaped(r"[A-Z_]{1,16}"),
+    HTTP_METHOD: _method,
     HTTP_ROUTE: _shaped(r"[A-Za-z0-9_./*{}-]{1,64}"),
     HTTP_STATUS_CODE: _status_code,
     ERROR_TYPE: _LABEL,
@@ -86,7 +90,8 @@ _ALLOWED: Final[Mapping[str, Callable[[object], AttributeValue | None]]] = Mappi
 
 
 def span_attributes(attributes: Mapping[str, object]) -> dict[str, AttributeValue]:
-    """The attributes that may go on a span: allow-listed keys whose value has the key's shape.
+    """The attributes that may go on a span: allow-listed keys whose value has the key's shape
+    (a request method is kept as `http_method_label` gives it).
 
     Anything else is dropped (and named, key only, in a debug log line); None values are
     skipped. This is the only way an attribute reaches a span.
@@ -120,6 +125,9 @@ class Span(Protocol):
     def set_attribute(self, key: str, value: AttributeValue | None) -> None:
         """Set one allow-listed attribute (dropped if the key or the value's shape is wrong)."""
 
+    def set_route(self, route: str) -> None:
+        """Name a server span after the route that answered: `<method> <route>`, once routed."""
+
     def set_status_code(self, status: int) -> None:
         """The HTTP status: an error from 500 on a server span, from 400 on a client span."""
 
@@ -143,12 +151,13 @@ class Tracing(Protocol):
     def enabled(self) -> bool:
         """False for the implementation that does nothing."""
 
-    def server_span(self, method: str, route: str, headers: Mapping[str, str], *,
+    def server_span(self, method: str, route: str | None, headers: Mapping[str, str], *,
                     trusted_parent: bool) -> AbstractContextManager[Span]:
-        """A span for one incoming request, named `<method> <route>`.
+        """A span for one incoming request, named `<method> <route>` (`<method>` without one).
 
-        `route` is a bounded label (`/oauth2/callback`, or one label for all proxied traffic),
-        never the request's path. The trace continues the `traceparent` in `headers` only when
+        `route` is a bounded label (an endpoint's path such as `/oauth2/callback`, or one label
+        for all proxied traffic), never the request's path; `Span.set_route` sets it once the
+        request is routed. The trace continues the `traceparent` in `headers` only when
         `trusted_parent` (the peer is a trusted proxy); otherwise a new trace starts.
         """
 
@@ -193,6 +202,9 @@ class _SpanOff:
     def set_attribute(self, key: str, value: AttributeValue | None) -> None:
         pass
 
+    def set_route(self, route: str) -> None:
+        pass
+
     def set_status_code(self, status: int) -> None:
         pass
 
@@ -218,7 +230,7 @@ class _TracingOff:
     __slots__ = ()
     enabled = False
 
-    def server_span(self, method: str, route: str, headers: Mapping[str, str], *,
+    def server_span(self, method: str, route: str | None, headers: Mapping[str, str], *,
                     trusted_parent: bool) -> AbstractContextManager[Span]:
         return SPAN_OFF
 
