@@ -444,8 +444,8 @@ class TestAllowList:
             for route in routes:
                 span.set_route(route)
         [received] = exported(tracing, receiver)
-        route = name.partition(" ")[2] or None
-        assert (received.name, received.attributes.get(HTTP_ROUTE)) == (name, route)
+        expected_route = name.partition(" ")[2] or None
+        assert (received.name, received.attributes.get(HTTP_ROUTE)) == (name, expected_route)
 
     def test_redis_and_idp_spans_carry_their_labels(self, tracing: Tracing,
                                                     receiver: OtlpReceiver) -> None:
