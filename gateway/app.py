@@ -41,6 +41,7 @@ from gateway.dispatch import Dispatcher
 from gateway.health import HEALTH, Health
 from gateway.observability.metrics import METRICS, Metrics
 from gateway.observability.requests import request_middleware
+from gateway.observability.tracing import TRACING_OFF, Tracing
 from gateway.routing import ROUTER, Router
 from gateway.sessions.cipher import Cipher
 from gateway.sessions.cookies import CookiePolicy
@@ -59,15 +60,15 @@ LOCK_MARGIN = 5.0  # a Redis refresh lock outlives the longest refresh by this m
 
 
 def create_app(settings: Settings, *, metrics: Metrics | None = None,
-               clock: Clock = SYSTEM_CLOCK) -> web.Application:
+               clock: Clock = SYSTEM_CLOCK, tracing: Tracing = TRACING_OFF) -> web.Application:
     """The gateway application for these settings."""
     s = settings
     metrics = metrics or Metrics()
-    provider = IdentityProvider(s, metrics, clock=clock)
+    provider = IdentityProvider(s, metrics, clock=clock, tracing=tracing)
     cookies = CookiePolicy(s.session.cookie_name, s.session.cookie_secure,
                            s.session.cookie_samesite)
     cipher = Cipher(s.session.secret, clock=clock)
-    store = session_store(s, cookies, cipher, clock)
+    store = session_store(s, cookies, cipher, clock, tracing)
     issuer = SessionIssuer(s, provider, clock=clock)
     sessions = SessionLayer(
         store, RefreshCoordinator(store.coordinate(issuer.refreshed), metrics, clock=clock),
@@ -94,7 +95,8 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None,
         trusted=trusted, cookies=cookies, metrics=metrics, failures=failures,
         websockets=WebSocketRelay(sockets, failures, max_sockets=s.upstream.max_websockets,
                                   max_message_bytes=s.upstream.websocket_max_message_bytes,
-                                  clock=clock))
+                                  clock=clock),
+        tracing=tracing)
     sign_out = SignOut(SignOutSettings(s.server.public_url, s.logout_uri), provider=provider,
                        sessions=sessions, sockets=sockets, cookies=cookies, metrics=metrics)
     keys = AlbKeys(alb)
@@ -104,7 +106,7 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None,
                     keys.prefixed())
 
     app = web.Application(middlewares=[
-        request_middleware(metrics, ErrorResponses(s.server.public_url))])
+        request_middleware(metrics, ErrorResponses(s.server.public_url), tracing, trusted)])
     app.on_response_prepare.append(sessions.write_cookies)
     app.router.add_route("*", "/{tail:.*}", Dispatcher(router, guard, sign_in, proxy).dispatch)
     app.cleanup_ctx.append(_lifecycle(provider, proxy, store, metrics))
@@ -113,12 +115,12 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None,
     return app
 
 
-def session_store(s: Settings, cookies: CookiePolicy, cipher: Cipher,
-                  clock: Clock) -> SessionStore:
+def session_store(s: Settings, cookies: CookiePolicy, cipher: Cipher, clock: Clock,
+                  tracing: Tracing = TRACING_OFF) -> SessionStore:
     """The configured session store."""
     if s.session.store == "redis":
         return RedisSessionStore(
-            cookies, cipher, s.session, clock=clock,
+            cookies, cipher, s.session, clock=clock, tracing=tracing,
             lock_seconds=longest_refresh(s.cognito.timeout_seconds) + LOCK_MARGIN)
     return CookieSessionStore(cookies, cipher, s.session.lifetime_seconds, clock=clock)
 

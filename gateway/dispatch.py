@@ -16,6 +16,7 @@ from gateway.auth.guard import Guard
 from gateway.auth.principal import PRINCIPAL
 from gateway.auth.signin import SignIn
 from gateway.errors import BadTarget, Forbidden, RequestRefused, Unauthenticated
+from gateway.observability.tracing import SPAN
 from gateway.routing import Endpoint, Router
 from gateway.target import TARGET, RequestTarget
 from gateway.upstream.proxy import UpstreamProxy
@@ -36,8 +37,11 @@ class Dispatcher:
         for reading in target.readings[1:]:
             if not self._same_route(request.method, target, reading, endpoint):
                 raise BadTarget("ambiguous_parameters", "path parameters change the route")
+        span = request[SPAN]
         if endpoint is not None:
+            span.set_route(endpoint.route)
             return await endpoint.handler(request.method)(request)
+        span.set_route("proxy")
         decision = await self._guard.decide(request, target,
                                             may_redirect=is_navigation(request))
         if decision.outcome == "redirected":

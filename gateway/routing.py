@@ -10,7 +10,7 @@ ever proxied. Every other path goes to the fallback: the guard and the proxy.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from aiohttp import web
 
@@ -23,9 +23,11 @@ OWN_PREFIX = "/oauth2/"
 
 @dataclass(frozen=True)
 class Endpoint:
-    """A gateway endpoint: its handler by method (HEAD follows GET)."""
+    """A gateway endpoint: its handler by method (HEAD follows GET), and its route label for
+    traces (the path, or the path pattern of a family); set by the Router."""
 
     methods: Mapping[str, Handler]
+    route: str = ""
 
     def handler(self, method: str) -> Handler:
         found = self.methods.get(method) or (self.methods.get("GET") if method == "HEAD"
@@ -41,8 +43,9 @@ class Router:
     """Maps a normalised path to an endpoint, or to the proxied app (`None`)."""
 
     def __init__(self, exact: Mapping[str, Endpoint], prefixes: Mapping[str, Endpoint]) -> None:
-        self._exact = dict(exact)
-        self._prefixes = tuple(prefixes.items())
+        self._exact = {path: replace(e, route=path) for path, e in exact.items()}
+        self._prefixes = tuple((prefix, replace(e, route=prefix + "{id}"))
+                               for prefix, e in prefixes.items())
 
     @property
     def paths(self) -> Mapping[str, Endpoint]:

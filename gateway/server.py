@@ -19,6 +19,7 @@ from gateway.health import HEALTH
 from gateway.listener import gateway_runner
 from gateway.observability.logging import flush_logs, get_logger
 from gateway.observability.metrics import Metrics
+from gateway.observability.tracing import setup_tracing
 from gateway.upstream.websocket import OPEN_SOCKETS
 
 log = get_logger(__name__)
@@ -41,7 +42,8 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None,
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     metrics = Metrics()
-    app = create_app(settings, metrics=metrics)
+    tracing = setup_tracing()
+    app = create_app(settings, metrics=metrics, tracing=tracing)
     runner = gateway_runner(app, settings, metrics)
     metrics_runner = web.AppRunner(create_metrics_app(metrics), access_log=None)
     await runner.setup()
@@ -65,6 +67,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None,
         await metrics_runner.cleanup()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        await asyncio.to_thread(tracing.shutdown)
         log.info("stopped")
         flush_logs()
 

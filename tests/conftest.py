@@ -29,6 +29,7 @@ from gateway.devidp import AppClient, DevIdp, User, UserPool
 from gateway.listener import gateway_runner
 from gateway.observability.logging import configure_logging, flush_logs
 from gateway.observability.metrics import METRICS, Metrics
+from gateway.observability.tracing import TRACING_OFF, Tracing
 from gateway.sessions.store import SESSION_STORE, SessionStore
 from tests.support.ports import listening_socket
 from tests.support.upstream import create_test_upstream
@@ -189,12 +190,12 @@ READY_WITHIN = 10.0
 
 
 async def start_gateway(env: dict[str, str], sock: socket.socket, *,
-                        clock: Clock = SYSTEM_CLOCK,
+                        clock: Clock = SYSTEM_CLOCK, tracing: Tracing = TRACING_OFF,
                         ready: bool = True) -> tuple[web.AppRunner, RunningGateway]:
     """Serve a gateway on the listening socket `sock`; with `ready`, wait (failing loudly
     after READY_WITHIN seconds) until it has loaded the IdP's metadata and keys."""
     settings = load_settings(environ=env)
-    app = create_app(settings, clock=clock)
+    app = create_app(settings, clock=clock, tracing=tracing)
     runner = gateway_runner(app, settings, app[METRICS])
     await runner.setup()
     await web.SockSite(runner, sock).start()

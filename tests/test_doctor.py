@@ -7,7 +7,7 @@ import io
 import os
 import socket
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,12 @@ from tests.conftest import ALICE, CLIENT_ID, CLIENT_SECRET, Secrets
 _REFUSING = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
 _REFUSING.bind(("127.0.0.1", 0))
 REFUSING_PORT: int = _REFUSING.getsockname()[1]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _release_the_refusing_port() -> Iterator[None]:
+    yield
+    _REFUSING.close()
 
 PUBLIC_URL = "http://localhost:4180"
 REDIRECT_URI = PUBLIC_URL + "/oauth2/callback"

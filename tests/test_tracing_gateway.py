@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -21,11 +22,8 @@ from aiohttp import web
 
 pytest.importorskip("opentelemetry.sdk.trace", reason="needs the otel extra")
 
-from gateway.app import create_app
-from gateway.config import load_settings
+
 from gateway.devidp import DevIdp
-from gateway.keys import CONTEXT
-from gateway.listener import gateway_runner
 from gateway.observability.tracing import (
     AUTH_DECISION,
     COGNITO_REQUEST_ID,
@@ -38,13 +36,11 @@ from gateway.observability.tracing import (
     Tracing,
     setup_tracing,
 )
-from tests.conftest import ALICE, Secrets, gateway_env, log_events, sign_in_cookies
+from tests.conftest import ALICE, Secrets, gateway_env, log_events, sign_in_cookies, start_gateway
 from tests.support.otlp_receiver import OtlpReceiver
 from tests.support.redis_servers import RedisServer
 
 TracedGateway = Callable[..., Awaitable[str]]
-pytestmark = pytest.mark.xfail(
-    strict=True, reason="the call sites are wired with the request-path redesign (issue #15)")
 
 
 @pytest.fixture
@@ -66,25 +62,17 @@ def tracing(receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch) -> Iterator
 
 
 @pytest.fixture
-async def traced_gateway(idp: DevIdp, upstream: str, gateway_url: str, gateway_port: int,
-                         secrets: Secrets, tracing: Tracing) -> AsyncIterator[TracedGateway]:
+async def traced_gateway(idp: DevIdp, upstream: str, gateway_url: str,
+                         gateway_socket: socket.socket, secrets: Secrets,
+                         tracing: Tracing) -> AsyncIterator[TracedGateway]:
     """Start the gateway with tracing on, as `cognito-gateway run` builds it."""
     runners: list[web.AppRunner] = []
 
     async def start(**overrides: str) -> str:
         env = gateway_env(idp, upstream, gateway_url, **overrides)
         secrets.add(env["GATEWAY_SESSION_SECRET"])
-        settings = load_settings(environ=env)
-        app = create_app(settings, tracing=tracing)  # type: ignore[call-arg, unused-ignore]
-        runner = gateway_runner(app, settings, app[CONTEXT].metrics)
+        runner, _ = await start_gateway(env, gateway_socket, tracing=tracing)
         runners.append(runner)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", gateway_port).start()
-        for _ in range(250):
-            if app[CONTEXT].provider.ready:
-                break
-            await asyncio.sleep(0.02)
-        assert app[CONTEXT].provider.ready, "the gateway did not load the IdP metadata in 5 s"
         return gateway_url
 
     yield start

@@ -24,7 +24,6 @@ pytest.importorskip("opentelemetry.sdk.trace", reason="needs the otel extra")
 
 from gateway import __version__
 from gateway.errors import TokenEndpointError
-from gateway.forwarding import TrustedProxies
 from gateway.observability.tracing import (
     COGNITO_REQUEST_ID,
     DB_OPERATION,
@@ -42,6 +41,7 @@ from gateway.observability.tracing import (
     log_ids_source,
     setup_tracing,
 )
+from gateway.upstream.forwarding import TrustedProxies
 from tests.conftest import log_events, serve
 from tests.support.otlp_receiver import PROTOBUF, OtlpReceiver, ReceivedSpan
 from tests.support.ports import refusing_port

@@ -20,6 +20,7 @@ from gateway.auth.policy import AccessPolicy, Route
 from gateway.auth.principal import Principal, Principals
 from gateway.errors import InvalidBearerToken
 from gateway.observability.metrics import Metrics
+from gateway.observability.tracing import SPAN
 from gateway.target import RequestTarget
 
 Outcome = Literal["public", "allowed", "bearer", "forbidden", "unauthenticated", "redirected"]
@@ -70,4 +71,8 @@ class Guard:
             decision = judge(route, principal, may_redirect=may_redirect)
         label = "unauthorized" if decision.outcome == "unauthenticated" else decision.outcome
         self._decisions.labels(decision=label, rule=route.rule).inc()
+        span = request[SPAN]
+        span.set_decision(label, route.rule)
+        if decision.principal is not None:
+            span.set_principal_sub(decision.principal.identity.sub)
         return decision

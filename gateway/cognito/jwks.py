@@ -20,6 +20,7 @@ from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.cognito.http import fetch_json
 from gateway.errors import JWKSError, TokenValidationError
 from gateway.observability.metrics import Metrics
+from gateway.observability.tracing import TRACING_OFF, Tracing
 
 UNKNOWN_KID_BACKOFF = 10.0
 FAILURE_BACKOFF = 1.0
@@ -30,8 +31,9 @@ class JWKSCache:
     """Signing keys of one provider, fetched with aiohttp (never blocking the loop)."""
 
     def __init__(self, http: aiohttp.ClientSession, uri: str, metrics: Metrics, *,
-                 clock: Clock = SYSTEM_CLOCK) -> None:
+                 clock: Clock = SYSTEM_CLOCK, tracing: Tracing = TRACING_OFF) -> None:
         self._http = http
+        self._tracing = tracing
         self._clock = clock
         self._uri = uri
         self._metrics = metrics
@@ -77,26 +79,34 @@ class JWKSCache:
         raise TokenValidationError("unknown_kid", "no signing key with this kid")
 
     async def _fetch(self) -> None:
-        try:
-            doc = await fetch_json(self._http, self._uri, error=JWKSError)
-            keys = {}
-            for jwk in doc.get("keys", []):
-                if not isinstance(jwk, dict) or not isinstance(jwk.get("kid"), str):
-                    continue
-                if jwk.get("use", "sig") != "sig" or jwk.get("kty") not in {"RSA", "EC"}:
-                    continue
-                try:
-                    keys[jwk["kid"]] = jwt.PyJWK.from_dict(jwk)
-                except jwt.PyJWTError:
-                    continue
-            if not keys:
-                raise JWKSError(f"{self._uri} holds no usable signing key", reason="malformed")
-        except JWKSError as exc:
-            self._metrics.jwks_fetches.labels(outcome=exc.reason).inc()
-            self._failure_delay = min(max(self._failure_delay * 2, FAILURE_BACKOFF),
-                                      MAX_FAILURE_BACKOFF)
-            self._blocked_until = self._clock.time() + self._failure_delay
-            raise
+        with self._tracing.client_span("cognito.jwks") as span:
+            try:
+                keys = await self._fetch_keys()
+            except JWKSError as exc:
+                span.set_outcome(exc.reason)
+                self._metrics.jwks_fetches.labels(outcome=exc.reason).inc()
+                self._failure_delay = min(max(self._failure_delay * 2, FAILURE_BACKOFF),
+                                          MAX_FAILURE_BACKOFF)
+                self._blocked_until = self._clock.time() + self._failure_delay
+                raise
+            span.set_outcome("ok")
         self._metrics.jwks_fetches.labels(outcome="ok").inc()
         self._failure_delay = 0.0
         self._keys = keys
+
+    async def _fetch_keys(self) -> dict[str, jwt.PyJWK]:
+        """The usable signing keys at the JWKS URI; JWKSError when there are none."""
+        doc = await fetch_json(self._http, self._uri, error=JWKSError)
+        keys = {}
+        for jwk in doc.get("keys", []):
+            if not isinstance(jwk, dict) or not isinstance(jwk.get("kid"), str):
+                continue
+            if jwk.get("use", "sig") != "sig" or jwk.get("kty") not in {"RSA", "EC"}:
+                continue
+            try:
+                keys[jwk["kid"]] = jwt.PyJWK.from_dict(jwk)
+            except jwt.PyJWTError:
+                continue
+        if not keys:
+            raise JWKSError(f"{self._uri} holds no usable signing key", reason="malformed")
+        return keys

@@ -21,6 +21,7 @@ from gateway.config import Settings
 from gateway.errors import IdPError
 from gateway.observability.logging import get_logger
 from gateway.observability.metrics import Metrics
+from gateway.observability.tracing import TRACING_OFF, Tracing
 
 log = get_logger(__name__)
 MAX_BACKOFF = 30.0
@@ -30,9 +31,10 @@ class IdentityProvider:
     """Discovery, keys, token client and verifier of the configured provider."""
 
     def __init__(self, settings: Settings, metrics: Metrics, *,
-                 clock: Clock = SYSTEM_CLOCK) -> None:
+                 clock: Clock = SYSTEM_CLOCK, tracing: Tracing = TRACING_OFF) -> None:
         self._settings = settings
         self._clock = clock
+        self._tracing = tracing
         self._session: aiohttp.ClientSession | None = None
         self._metrics = metrics
         self._metadata: ProviderMetadata | None = None
@@ -79,14 +81,15 @@ class IdentityProvider:
         """Fetch discovery and JWKS once; raise DiscoveryError or JWKSError on failure."""
         s = self._settings
         metadata = await discover(self._http, s.issuer, s.cognito.domain)
-        jwks = JWKSCache(self._http, metadata.jwks_uri, self._metrics, clock=self._clock)
+        jwks = JWKSCache(self._http, metadata.jwks_uri, self._metrics, clock=self._clock,
+                         tracing=self._tracing)
         await jwks.refresh()
         self._metadata, self._jwks = metadata, jwks
         self._client = TokenClient(
             self._http, token_endpoint=metadata.token_endpoint,
             revocation_endpoint=metadata.revocation_endpoint, client_id=s.cognito.client_id,
             client_secret=s.cognito.client_secret, metrics=self._metrics,
-            timeout=s.cognito.timeout_seconds)
+            timeout=s.cognito.timeout_seconds, tracing=self._tracing)
         self._verifier = TokenVerifier(
             jwks, issuer=metadata.issuer, client_id=s.cognito.client_id,
             bearer_client_ids=s.bearer_client_ids, cognito=s.is_cognito, metrics=self._metrics,

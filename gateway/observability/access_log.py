@@ -16,6 +16,7 @@ from aiohttp.abc import AbstractAccessLogger
 
 from gateway.observability.logging import redact, write_rendered
 from gateway.observability.request_id import REQUEST_ID
+from gateway.observability.tracing import TRACE_ID
 from gateway.target import TARGET
 
 LOGGER_NAME = "gateway.access"
@@ -33,6 +34,9 @@ class JsonAccessLogger(AbstractAccessLogger):
             "level": "info", "logger": LOGGER_NAME,
             "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         }
+        trace_id = request.get(TRACE_ID)
+        if trace_id is not None:
+            fields["trace_id"] = trace_id
         write_rendered(json.dumps(redact(None, "info", fields)))
 
     @property

@@ -11,7 +11,7 @@ error's class and cause. Every answer counts in `http_requests_total{method,code
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Container
 
 import structlog
 from aiohttp import web
@@ -21,6 +21,7 @@ from gateway.errors import GatewayError, RequestRefused
 from gateway.observability.logging import get_logger
 from gateway.observability.metrics import Metrics, normalise_method
 from gateway.observability.request_id import REQUEST_ID, request_id_of
+from gateway.observability.tracing import SPAN, TRACE_ID, Tracing
 from gateway.target import TARGET, parse_target
 from gateway.translate import ErrorResponses
 
@@ -29,8 +30,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 
-def request_middleware(metrics: Metrics, errors: ErrorResponses) -> Middleware:
-    """The middleware, bound to the app's metrics and error responses."""
+def request_middleware(metrics: Metrics, errors: ErrorResponses, tracing: Tracing,
+                       trusted: Container[str | None]) -> Middleware:
+    """The middleware, bound to the app's metrics, error responses and tracing. A trace is
+    continued from an incoming `traceparent` only when a trusted proxy sent it."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -38,24 +41,30 @@ def request_middleware(metrics: Metrics, errors: ErrorResponses) -> Middleware:
         request_id = request[REQUEST_ID] = request_id_of(request)
         structlog.contextvars.bind_contextvars(request_id=request_id)
         status = 500
-        try:
+        with tracing.server_span(request.method, None, request.headers,
+                                 trusted_parent=request.remote in trusted) as span:
+            request[SPAN] = span
+            if (trace_id := span.trace_id) is not None:
+                request[TRACE_ID] = trace_id
             try:
-                request[TARGET] = parse_target(request.raw_path)
-                response = await handler(request)
-            except GatewayError as exc:
-                response = errors(request, exc, request_id)
-                _report(metrics, request, exc, response.status)
-            status = response.status
-            if not response.prepared:
-                response.headers.setdefault("X-Request-Id", request_id)
-            return response
-        except web.HTTPException as exc:
-            status = exc.status
-            raise
-        finally:
-            metrics.http_requests.labels(method=normalise_method(request.method),
-                                         code=str(status)).inc()
-            metrics.http_request_duration.observe(time.perf_counter() - started)
+                try:
+                    request[TARGET] = parse_target(request.raw_path)
+                    response = await handler(request)
+                except GatewayError as exc:
+                    response = errors(request, exc, request_id)
+                    _report(metrics, request, exc, response.status)
+                status = response.status
+                if not response.prepared:
+                    response.headers.setdefault("X-Request-Id", request_id)
+                return response
+            except web.HTTPException as exc:
+                status = exc.status
+                raise
+            finally:
+                span.set_status_code(status)
+                metrics.http_requests.labels(method=normalise_method(request.method),
+                                             code=str(status)).inc()
+                metrics.http_request_duration.observe(time.perf_counter() - started)
 
     return middleware
 

@@ -26,6 +26,7 @@ from types import MappingProxyType, TracebackType
 from typing import Final, Literal, Protocol
 
 import structlog
+from aiohttp import web
 from structlog.typing import EventDict, WrappedLogger
 
 # Not gateway.observability.logging's get_logger: that module imports add_trace_id from here.
@@ -345,3 +346,9 @@ def add_trace_id(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> E
         if ids is not None:
             event_dict["trace_id"], event_dict["span_id"] = ids
     return event_dict
+
+
+SPAN = web.RequestKey("span", Span)
+"""The request's server span (SPAN_OFF when tracing is off), set by the request middleware."""
+TRACE_ID = web.RequestKey("trace_id", str)
+"""The request's trace id when it is traced, for its access line (written after the span)."""

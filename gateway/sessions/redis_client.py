@@ -49,6 +49,7 @@ from redis.backoff import ExponentialBackoff, NoBackoff
 from gateway.config import SessionSettings
 from gateway.errors import ConfigError, ConfigProblem
 from gateway.observability.logging import get_logger
+from gateway.observability.tracing import DB_OPERATION, DB_SYSTEM, TRACING_OFF, Tracing
 from gateway.sessions.redis_errors import RedisUnavailable, classify, errno_name
 
 __all__ = ["FAILOVER_WINDOW_SECONDS", "RedisUnavailable", "SessionRedis"]
@@ -98,8 +99,9 @@ class SessionRedis:
 
     def __init__(self, client: Redis | RedisCluster, *, topology: str, timeout: float,
                  max_connections: int, failover_window: float = FAILOVER_WINDOW_SECONDS,
-                 sentinel: Sentinel | None = None) -> None:
+                 sentinel: Sentinel | None = None, tracing: Tracing = TRACING_OFF) -> None:
         self.topology = topology
+        self._tracing = tracing
         self._client = client
         self._sentinel = sentinel
         self._timeout = timeout
@@ -113,7 +115,8 @@ class SessionRedis:
 
     @classmethod
     def from_settings(cls, settings: SessionSettings, *,
-                      failover_window: float = FAILOVER_WINDOW_SECONDS) -> SessionRedis:
+                      failover_window: float = FAILOVER_WINDOW_SECONDS,
+                      tracing: Tracing = TRACING_OFF) -> SessionRedis:
         """The client `settings` describe: Sentinel when `redis_sentinels` is set, Cluster when
         `redis_cluster` is true, otherwise the one server of `redis_url`.
 
@@ -153,7 +156,7 @@ class SessionRedis:
         topology = "sentinel" if sentinel else "cluster" if settings.redis_cluster else (
             "standalone")
         return cls(client, topology=topology, timeout=timeout, max_connections=size,
-                   failover_window=failover_window, sentinel=sentinel)
+                   failover_window=failover_window, sentinel=sentinel, tracing=tracing)
 
     def __repr__(self) -> str:
         return f"SessionRedis(topology={self.topology!r})"
@@ -237,7 +240,12 @@ class SessionRedis:
     async def _call(self, command: str, operation: Callable[[], Awaitable[T]], *,
                     retry: bool = True) -> T:
         """Run `operation` within the deadline, each attempt holding a slot of the gate,
-        retrying what waiting may cure."""
+        retrying what waiting may cure; traced as one `redis` span (the command's name only)."""
+        with self._tracing.client_span("redis", {DB_SYSTEM: "redis", DB_OPERATION: command}):
+            return await self._traced_call(command, operation, retry=retry)
+
+    async def _traced_call(self, command: str, operation: Callable[[], Awaitable[T]], *,
+                           retry: bool) -> T:
         started = time.monotonic()
         attempts = 0
 

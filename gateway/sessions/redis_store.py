@@ -22,6 +22,7 @@ from aiohttp import web
 from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.config import SessionSettings
 from gateway.errors import RefreshRejected, SessionStoreUnavailable, TokenEndpointError
+from gateway.observability.tracing import TRACING_OFF, Tracing
 from gateway.sessions.cipher import Cipher
 from gateway.sessions.cookies import CookiePolicy
 from gateway.sessions.model import Absent, Session
@@ -34,9 +35,10 @@ WAIT_STEP = 0.05
 
 class RedisSessionStore(SessionStore):
     def __init__(self, cookies: CookiePolicy, cipher: Cipher, settings: SessionSettings, *,
-                 lock_seconds: float, clock: Clock = SYSTEM_CLOCK) -> None:
+                 lock_seconds: float, clock: Clock = SYSTEM_CLOCK,
+                 tracing: Tracing = TRACING_OFF) -> None:
         super().__init__(cookies, cipher, settings.lifetime_seconds, clock=clock)
-        self._redis = SessionRedis.from_settings(settings)
+        self._redis = SessionRedis.from_settings(settings, tracing=tracing)
         self._lock_seconds = lock_seconds
 
     async def load(self, request: web.BaseRequest) -> Session | Absent:

@@ -56,8 +56,8 @@ class TrustedProxies:
     def __init__(self, cidrs: Iterable[str]) -> None:
         self._networks = [ipaddress.ip_network(c, strict=False) for c in cidrs]
 
-    def __contains__(self, address: str | None) -> bool:
-        if not address or not self._networks:
+    def __contains__(self, address: object) -> bool:
+        if not isinstance(address, str) or not address or not self._networks:
             return False
         try:
             ip = ipaddress.ip_address(address)

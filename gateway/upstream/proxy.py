@@ -27,6 +27,7 @@ from gateway.config import UpstreamSettings
 from gateway.errors import ClientRequestError, RequestBodyTimeout, RequestBodyTooLarge
 from gateway.observability.metrics import Metrics
 from gateway.observability.request_id import REQUEST_ID
+from gateway.observability.tracing import HTTP_METHOD, TRACING_OFF, Tracing
 from gateway.sessions.cookies import CookiePolicy
 from gateway.target import TARGET
 from gateway.upstream.failures import UpstreamFailures
@@ -53,7 +54,7 @@ class UpstreamProxy:
 
     def __init__(self, settings: ProxySettings, *, trusted: TrustedProxies,
                  cookies: CookiePolicy, metrics: Metrics, failures: UpstreamFailures,
-                 websockets: WebSocketRelay) -> None:
+                 websockets: WebSocketRelay, tracing: Tracing = TRACING_OFF) -> None:
         self._settings = settings.upstream
         self._body_timeout = settings.body_timeout
         self._max_header_bytes = settings.max_header_bytes
@@ -65,6 +66,7 @@ class UpstreamProxy:
         self._metrics = metrics
         self._failures = failures
         self._websockets = websockets
+        self._tracing = tracing
         self._client: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -127,21 +129,25 @@ class UpstreamProxy:
                     raise refused[-1]
                 yield chunk
 
-        started = time.perf_counter()
-        try:
-            with self._failures.connecting():
-                upstream = await self.client.request(
-                    request.method, self.target(request), headers=self.headers(request),
-                    data=body() if request.body_exists else None, allow_redirects=False)
-        except Exception as exc:
-            if refused:
-                raise refused[0] from exc
-            raise
-        self._metrics.upstream_request_duration.observe(time.perf_counter() - started)
-        try:
-            return await self._relay(request, upstream)
-        finally:
-            upstream.release()
+        headers = self.headers(request)
+        with self._tracing.client_span("upstream", {HTTP_METHOD: request.method}) as call:
+            self._tracing.inject(headers)
+            started = time.perf_counter()
+            try:
+                with self._failures.connecting():
+                    upstream = await self.client.request(
+                        request.method, self.target(request), headers=headers,
+                        data=body() if request.body_exists else None, allow_redirects=False)
+            except Exception as exc:
+                if refused:
+                    raise refused[0] from exc
+                raise
+            self._metrics.upstream_request_duration.observe(time.perf_counter() - started)
+            call.set_status_code(upstream.status)
+            try:
+                return await self._relay(request, upstream)
+            finally:
+                upstream.release()
 
     async def _relay(self, request: web.Request,
                      upstream: aiohttp.ClientResponse) -> web.StreamResponse:

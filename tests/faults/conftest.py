@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import io
 import re
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -22,12 +23,8 @@ import pytest
 from aiohttp import web
 from cryptography.fernet import Fernet
 
-from gateway.app import create_app
-from gateway.config import load_settings
 from gateway.devidp import DevIdp, UserPool
 from gateway.devidp.keys import SigningKeys
-from gateway.keys import CONTEXT
-from gateway.listener import gateway_runner
 from tests.conftest import (
     ALICE,
     CLIENT_ID,
@@ -36,6 +33,7 @@ from tests.conftest import (
     Secrets,
     gateway_client,
     log_events,
+    start_gateway,
 )
 from tests.support.browser import ScriptedBrowser
 
@@ -59,7 +57,7 @@ def assert_words(text: str, *phrases: str) -> None:
 
 def sample(gateway: RunningGateway, name: str, **labels: str) -> float:
     """A sample of the gateway's own registry (0 when the series does not exist yet)."""
-    value = gateway.ctx.metrics.registry.get_sample_value(name, labels)
+    value = gateway.metrics.registry.get_sample_value(name, labels)
     return float(value or 0.0)
 
 
@@ -126,23 +124,20 @@ def gateway_settings_env(*, issuer: str, domain: str, upstream: str, public_url:
     return base | env
 
 
-Launcher = Callable[[dict[str, str], int], Awaitable[RunningGateway]]
+Launcher = Callable[[dict[str, str], socket.socket], Awaitable[RunningGateway]]
 
 
 @pytest.fixture
 async def launch(secrets: Secrets) -> AsyncIterator[Launcher]:
-    """Start a gateway from an environment on a port, without waiting for the IdP."""
+    """Start a gateway from an environment on a listening socket, without waiting for the
+    IdP."""
     runners: list[web.AppRunner] = []
 
-    async def start(env: dict[str, str], port: int) -> RunningGateway:
+    async def start(env: dict[str, str], sock: socket.socket) -> RunningGateway:
         secrets.add(env["GATEWAY_SESSION_SECRET"], env["GATEWAY_COGNITO_CLIENT_SECRET"])
-        settings = load_settings(environ=env)
-        app = create_app(settings)
-        runner = gateway_runner(app, settings, app[CONTEXT].metrics)
-        await runner.setup()
+        runner, gateway = await start_gateway(env, sock, ready=False)
         runners.append(runner)
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        return RunningGateway(f"http://127.0.0.1:{port}", app, settings, runner)
+        return gateway
 
     yield start
     for runner in reversed(runners):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import socket
 
 import aiohttp
 
@@ -27,7 +28,7 @@ RECOVERY_WITHIN = 10.0
 
 async def test_idp_down_at_start_is_retried_with_backoff_until_it_comes_up(
         pool: UserPool, shared_keys: SigningKeys, upstream: str, gateway_url: str,
-        gateway_port: int, launch: Launcher, http: aiohttp.ClientSession,
+        gateway_socket: socket.socket, launch: Launcher, http: aiohttp.ClientSession,
         log_buffer: io.StringIO) -> None:
     """IdP refusing at start: /ready, sign-in and bearer tokens get 503 in words, discovery is
     retried with growing pauses, and the gateway serves sign-ins by itself once the IdP is up."""
@@ -36,7 +37,7 @@ async def test_idp_down_at_start_is_retried_with_backoff_until_it_comes_up(
         base = f"http://127.0.0.1:{idp_port}"
         gateway = await launch(gateway_settings_env(
             issuer=f"{base}/{pool.pool_id}", domain=base, upstream=upstream,
-            public_url=gateway_url), gateway_port)
+            public_url=gateway_url), gateway_socket)
 
         async def failures(count: int) -> bool:
             return len(log.named("idp_metadata_unavailable")) >= count

@@ -48,6 +48,12 @@ def _full_disk_outputs(stderr: Path) -> Iterator[tuple[BinaryIO, BinaryIO]]:
 Launch = Callable[[], Awaitable[GatewayProcess]]
 
 
+
+@pytest.fixture
+def gateway_port() -> int:
+    """A port for the gateway process to bind itself: free right now."""
+    return free_port()
+
 @pytest.fixture
 async def launch_on_a_full_disk(idp: DevIdp, upstream: str, gateway_port: int, tmp_path: Path,
                                 secrets: Secrets) -> AsyncIterator[Launch]:

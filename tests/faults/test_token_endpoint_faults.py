@@ -13,16 +13,16 @@ import asyncio
 import html
 import io
 import re
+import socket
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from gateway.demo.stack import free_port
 from gateway.devidp import DevIdp, UserPool
 from tests.conftest import (
     ALICE,
@@ -45,6 +45,7 @@ from tests.faults.conftest import (
 from tests.support.browser import ScriptedBrowser
 from tests.support.certificates import TlsFiles
 from tests.support.faults import FaultProxy
+from tests.support.ports import listening_socket
 
 TOKEN_TIMEOUT = "0.25"        # cognito.timeout_seconds of the gateway under test
 SLOW_SECONDS = 1.0            # the stand-in's answer comes this late: past the timeout
@@ -167,11 +168,19 @@ async def test_sign_in_shows_the_token_endpoint_failure_in_words(
     log.assert_calm("token_endpoint_error", "request_failed")
 
 
+
+@pytest.fixture
+def replica_socket() -> Iterator[socket.socket]:
+    """The listening socket of a second gateway replica."""
+    with listening_socket() as sock:
+        yield sock
+
 @pytest.mark.parametrize("fault", list(FAULTS.values()), ids=list(FAULTS))
 async def test_refresh_failure_keeps_the_session_until_its_tokens_expire(
         fault: TokenFault, idp: DevIdp, token_proxy: FaultProxy, upstream: str,
         gateway_url: str, make_gateway: GatewayFactory, launch: Launcher,
-        http: aiohttp.ClientSession, log_buffer: io.StringIO) -> None:
+        http: aiohttp.ClientSession, log_buffer: io.StringIO,
+        replica_socket: socket.socket) -> None:
     """Refresh fails: the session keeps serving while its tokens are valid; after expiry
     APIs get 503 JSON and browsers a retry page, in words, and the session is kept."""
     # Alice signs in at a healthy replica; a second replica (same keys) reaches the token
@@ -180,7 +189,7 @@ async def test_refresh_failure_keeps_the_session_until_its_tokens_expire(
     env = gateway_env(idp, upstream, gateway_url, **faulty(token_proxy),
                       GATEWAY_SESSION_SECRET=",".join(healthy.settings.session.secret),
                       GATEWAY_SESSION_REFRESH_BEFORE_EXPIRY_SECONDS=str(TOKEN_SECONDS))
-    replica = await launch(env, free_port())
+    replica = await launch(env, replica_socket)
 
     async def ready() -> bool:
         async with http.get(f"{replica.url}/ready") as resp:
