@@ -1,4 +1,4 @@
-"""The `cognito-gateway` command: run, demo, dev-idp, doctor (and `python -m gateway`)."""
+"""The `cognito-gateway` command line (also `python -m gateway`): one function per command."""
 
 from __future__ import annotations
 
@@ -29,6 +29,11 @@ def _parser() -> argparse.ArgumentParser:
                      help="processes serving on one port (overrides server.workers)")
     run.add_argument("--lifeline-fd", type=int, help=argparse.SUPPRESS)  # set by the supervisor
     commands.add_parser("generate-secret", help="print a new session key (Fernet)")
+    config = commands.add_parser("config", help="work with the configuration offline")
+    config_commands = config.add_subparsers(dest="config_command", required=True)
+    check = config_commands.add_parser(
+        "check", help="validate the config without contacting anything (exit 2 with every problem)")
+    check.add_argument("--config", type=Path, help="TOML file; GATEWAY_* variables override it")
     commands.add_parser("demo", help="dev IdP + demo app + gateway on 127.0.0.1, no AWS needed")
     idp = commands.add_parser("dev-idp", help="the local Cognito stand-in alone")
     idp.add_argument("--port", type=int, default=4181)
@@ -50,6 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _demo()
     if args.command == "doctor":
         return _doctor(args.config, as_json=args.json)
+    if args.command == "config":
+        return _config_check(args.config)
     if args.command == "generate-secret":
         print(Fernet.generate_key().decode())
         return 0
@@ -85,6 +92,23 @@ def _run(config: Path | None, workers: int | None = None, lifeline_fd: int | Non
     return 0
 
 
+def _config_check(config: Path | None) -> int:
+    """Load the settings exactly as `run` would; print a summary without any secret."""
+    try:
+        settings = load_settings(config)
+    except ConfigError as exc:
+        print(f"cognito-gateway: {exc}", file=sys.stderr)
+        return 2
+    client = "confidential" if settings.cognito.client_secret else "public (PKCE only)"
+    print(f"""config OK
+  public_url      {settings.server.public_url}
+  issuer          {settings.issuer}
+  app client      {client}
+  session store   {settings.session.store}
+  workers         {settings.server.workers}""")
+    return 0
+
+
 def _doctor(config: Path | None, *, as_json: bool = False) -> int:
     from gateway.doctor import main as doctor_main  # noqa: PLC0415
 
@@ -94,18 +118,25 @@ def _doctor(config: Path | None, *, as_json: bool = False) -> int:
 
 
 def _demo() -> int:
-    from gateway.demo.stack import DEMO_PASSWORD, DEMO_USER, start_demo  # noqa: PLC0415
+    from gateway.demo.stack import (  # noqa: PLC0415 - only this command needs it
+        DEMO_PASSWORD,
+        DEMO_USER,
+        PARTNER_PASSWORD,
+        PARTNER_USER,
+        start_demo,
+    )
 
     configure_logging("warning")
 
     async def demo() -> None:
         stack = await start_demo()
         print(f"""
-cognito-gateway demo is running (everything on 127.0.0.1, no AWS account needed):
+cognito-gateway demo is running on this machine, no AWS account needed:
 
   Open        {stack.gateway_url}/
-  User        {DEMO_USER}
-  Password    {DEMO_PASSWORD}
+  User        {DEMO_USER}  /  {DEMO_PASSWORD}
+  Partner     {PARTNER_USER}  /  {PARTNER_PASSWORD}
+              ("Sign in with PartnerSAML" on the sign-in page: a federated sign-in)
 
   Dev IdP     {stack.idp.base_url}  (issuer {stack.idp.issuer})
   Sign out    {stack.gateway_url}/oauth2/sign_out

@@ -17,6 +17,8 @@ from gateway.devidp import DevIdp, demo_pool
 
 DEMO_USER = "demo"
 DEMO_PASSWORD = "demo-password-1"  # noqa: S105 - the dev IdP's published demo credentials
+PARTNER_USER = "carol@partner.example"
+PARTNER_PASSWORD = "carol-password-1"  # noqa: S105 - the simulated SAML provider's demo user
 
 
 @dataclass
