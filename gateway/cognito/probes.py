@@ -13,21 +13,20 @@
 
 from __future__ import annotations
 
-import base64
 import enum
-import hashlib
-import secrets
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 
+from gateway.cognito.authorization import authorization_url
 from gateway.cognito.client import TokenClient
 from gateway.cognito.http import IDP_TIMEOUT
+from gateway.cognito.pkce import code_challenge, random_token
 from gateway.errors import IdPError, TokenEndpointError, network_failure_reason
 from gateway.observability.metrics import Metrics
 
@@ -57,10 +56,6 @@ class TokenProbe:
     error_description: str | None
     hint: str
 
-    @property
-    def client_authenticated(self) -> bool:
-        return self.outcome == "invalid_grant"
-
 
 def _skew(date_header: str | None, sent: float, received: float) -> float | None:
     if not date_header:
@@ -76,16 +71,13 @@ def _skew(date_header: str | None, sent: float, received: float) -> float | None
 async def probe_authorize(http: aiohttp.ClientSession, endpoint: str, *, client_id: str,
                           redirect_uri: str, scopes: list[str], pkce: bool) -> AuthorizeProbe:
     """GET the authorization endpoint as the gateway's sign-in would, without following it."""
-    params = {"response_type": "code", "client_id": client_id, "redirect_uri": redirect_uri,
-              "scope": " ".join(scopes), "state": "doctor-" + secrets.token_urlsafe(16),
-              "nonce": secrets.token_urlsafe(16)}
-    if pkce:
-        digest = hashlib.sha256(secrets.token_urlsafe(48).encode()).digest()
-        params |= {"code_challenge": base64.urlsafe_b64encode(digest).rstrip(b"=").decode(),
-                   "code_challenge_method": "S256"}
+    url = authorization_url(
+        endpoint, client_id=client_id, redirect_uri=redirect_uri, scopes=scopes,
+        state="doctor-" + random_token(16), nonce=random_token(16),
+        code_challenge=code_challenge(random_token(48)) if pkce else None)
     sent = time.time()
     try:
-        async with http.get(f"{endpoint}?{urlencode(params)}", allow_redirects=False,
+        async with http.get(url, allow_redirects=False,
                             timeout=IDP_TIMEOUT) as resp:
             await resp.read()
             status, location = resp.status, resp.headers.get("Location", "")
@@ -114,7 +106,7 @@ async def probe_token(http: aiohttp.ClientSession, endpoint: str, *, client_id: 
     """Exchange a made-up code exactly as the gateway exchanges real ones; report the answer."""
     client = TokenClient(http, token_endpoint=endpoint, revocation_endpoint=None,
                          client_id=client_id, client_secret=client_secret, metrics=Metrics())
-    verifier = secrets.token_urlsafe(48) if pkce else None
+    verifier = random_token(48) if pkce else None
     try:
         await client.exchange_code(code=str(uuid.uuid4()), redirect_uri=redirect_uri,
                                    code_verifier=verifier)

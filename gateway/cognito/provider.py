@@ -13,6 +13,7 @@ import aiohttp
 from aiohttp import web
 
 from gateway.clock import SYSTEM_CLOCK, Clock
+from gateway.cognito.authorization import authorization_url
 from gateway.cognito.client import TokenClient
 from gateway.cognito.discovery import ProviderMetadata, discover
 from gateway.cognito.jwks import JWKSCache
@@ -115,14 +116,10 @@ class IdentityProvider:
         """The authorization-code request the browser is sent to; with `identity_provider`,
         Cognito skips its provider choice and goes straight to that provider."""
         s = self._settings
-        params = {"response_type": "code", "client_id": s.cognito.client_id,
-                  "redirect_uri": s.redirect_uri, "scope": " ".join(s.cognito.scopes),
-                  "state": state, "nonce": nonce}
-        if code_challenge:
-            params |= {"code_challenge": code_challenge, "code_challenge_method": "S256"}
-        if identity_provider:
-            params["identity_provider"] = identity_provider
-        return f"{self.metadata.authorization_endpoint}?{urlencode(params)}"
+        return authorization_url(
+            self.metadata.authorization_endpoint, client_id=s.cognito.client_id,
+            redirect_uri=s.redirect_uri, scopes=s.cognito.scopes, state=state, nonce=nonce,
+            code_challenge=code_challenge, identity_provider=identity_provider)
 
     def logout_url(self, *, id_token: str | None) -> str | None:
         """Where to end the IdP session: Cognito's /logout, else the OIDC end_session_endpoint."""
