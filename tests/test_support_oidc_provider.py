@@ -16,32 +16,16 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-try:  # with the repository root on sys.path (tests/ a package, or pytest pythonpath=["."])
-    from tests.support.browser import ScriptedBrowser, SignInError, parse_forms
-    from tests.support.chromium import (
-        CHROMIUM_SKIP_REASON,
-        chromium_available,
-        chromium_context,
-    )
-    from tests.support.oidc_provider import (
-        NODE_SKIP_REASON,
-        OidcClient,
-        OidcUser,
-        RunningProvider,
-        node_available,
-        start_oidc_provider,
-    )
-except ModuleNotFoundError:  # pragma: no cover - pytest put only tests/ itself on sys.path
-    from support.browser import ScriptedBrowser, SignInError, parse_forms
-    from support.chromium import CHROMIUM_SKIP_REASON, chromium_available, chromium_context
-    from support.oidc_provider import (
-        NODE_SKIP_REASON,
-        OidcClient,
-        OidcUser,
-        RunningProvider,
-        node_available,
-        start_oidc_provider,
-    )
+from tests.support.browser import ScriptedBrowser, SignInError, parse_forms
+from tests.support.chromium import CHROMIUM_SKIP_REASON, chromium_available, chromium_context
+from tests.support.oidc_provider import (
+    NODE_SKIP_REASON,
+    OidcClient,
+    OidcUser,
+    RunningProvider,
+    node_available,
+    start_oidc_provider,
+)
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
 
