@@ -38,6 +38,7 @@ from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.cognito.provider import PROVIDER, IdentityProvider
 from gateway.config import Settings
 from gateway.dispatch import Dispatcher
+from gateway.doctor.at_start import StartupDoctor
 from gateway.health import HEALTH, Health
 from gateway.observability.metrics import METRICS, Metrics
 from gateway.observability.requests import request_middleware
@@ -64,7 +65,9 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None,
     """The gateway application for these settings."""
     s = settings
     metrics = metrics or Metrics()
-    provider = IdentityProvider(s, metrics, clock=clock, tracing=tracing)
+    doctor = StartupDoctor(s) if s.cognito.doctor_at_start else None
+    provider = IdentityProvider(s, metrics, clock=clock, tracing=tracing,
+                                confirm=doctor.confirm if doctor else None)
     cookies = CookiePolicy(s.session.cookie_name, s.session.cookie_secure,
                            s.session.cookie_samesite)
     cipher = Cipher(s.session.secret, clock=clock)
@@ -109,7 +112,7 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None,
         request_middleware(metrics, ErrorResponses(s.server.public_url), tracing, trusted)])
     app.on_response_prepare.append(sessions.write_cookies)
     app.router.add_route("*", "/{tail:.*}", Dispatcher(router, guard, sign_in, proxy).dispatch)
-    app.cleanup_ctx.append(_lifecycle(provider, proxy, store, metrics))
+    app.cleanup_ctx.append(_lifecycle(provider, proxy, store, metrics, doctor))
     app[METRICS], app[PROVIDER], app[SESSION_STORE] = metrics, provider, store
     app[HEALTH], app[OPEN_SOCKETS], app[ROUTER] = health, sockets, router
     return app
@@ -137,12 +140,15 @@ Lifecycle = Callable[[web.Application], contextlib.AbstractAsyncContextManager[N
 
 
 def _lifecycle(provider: IdentityProvider, proxy: UpstreamProxy, store: SessionStore,
-               metrics: Metrics) -> Lifecycle:
+               metrics: Metrics, doctor: StartupDoctor | None) -> Lifecycle:
     @contextlib.asynccontextmanager
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
         await proxy.start()
         metrics.ready.set(0)
         loader = asyncio.create_task(provider.load_until_ready())
+        background = [loader]
+        if doctor is not None:  # never delays readiness
+            background.append(asyncio.create_task(doctor.run()))
 
         def loaded(task: asyncio.Task[None]) -> None:
             if not task.cancelled():
@@ -153,9 +159,9 @@ def _lifecycle(provider: IdentityProvider, proxy: UpstreamProxy, store: SessionS
             yield
         finally:
             metrics.ready.set(0)
-            loader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await loader
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             await proxy.close()
             await store.close()
             await provider.close()

@@ -32,6 +32,7 @@ import io
 import json
 import os
 import shlex
+import socket
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -62,7 +63,8 @@ from gateway.doctor.apichecks import ALL_FIXES, API
 from gateway.doctor.facts import AppClientFacts, Expectation
 from gateway.doctor.iam import DOCTOR_ACTIONS
 from gateway.doctor.pool import domain_findings
-from tests.conftest import ALICE, JWT_SHAPED, Secrets
+from tests.conftest import ALICE, JWT_SHAPED, Secrets, log_events, start_gateway
+from tests.support.browser import ScriptedBrowser
 from tests.support.moto_server import (
     MotoAdmin,
     MotoServer,
@@ -791,6 +793,59 @@ async def test_without_the_api_one_warning_with_the_iam_policy_and_the_probes_ru
     assert '"cognito-idp:DescribeUserPoolClient"' in text
     for value in (secret, iam_setup.secret_key, AWS_SECRET):
         assert value not in out + text
+
+
+async def logged(buffer: io.StringIO, event: str, within: float = 10.0
+                 ) -> list[dict[str, Any]]:
+    """The `event` lines, once at least one is logged (failing loudly after `within` s)."""
+    async with asyncio.timeout(within):
+        while not (found := [e for e in log_events(buffer) if e["event"] == event]):  # noqa: ASYNC110 - a log line has no event to await
+            await asyncio.sleep(0.05)
+    return found
+
+
+@pytest.mark.usefixtures("aws_env")
+@pytest.mark.parametrize("at_start", [True, False], ids=["doctor at start", "no doctor"])
+async def test_doctor_at_start_logs_findings_and_confirms_a_sign_in_failures_cause(
+        at_start: bool, admin: MotoAdmin, secrets: Secrets, upstream: str,
+        gateway_socket: socket.socket, gateway_url: str, log_buffer: io.StringIO) -> None:
+    """cognito.doctor_at_start: the app client's FAIL is logged at start, and the sign-in that
+    then fails names that confirmed cause in its hint; without it, the inferred hint alone."""
+    urls = {"CallbackURLs": [gateway_url + "/oauth2/callback"],
+            "LogoutURLs": [gateway_url + "/oauth2/signed_out"]}
+    built = await build(admin, secrets, client=urls, public_url=gateway_url)
+    dev_client = AppClient(client_id=built.client_id, client_secret=built.client["ClientSecret"],
+                           callback_urls=urls["CallbackURLs"], logout_urls=urls["LogoutURLs"])
+    env = built.config | {"GATEWAY_UPSTREAM_URL": upstream,
+                          "GATEWAY_SESSION_COOKIE_SECURE": "false",
+                          "GATEWAY_COGNITO_DOCTOR_AT_START": str(at_start).lower()}
+    env.pop("GATEWAY_COGNITO_DOMAIN")  # endpoints from the dev IdP's discovery
+    env.pop("GATEWAY_COGNITO_CLIENT_SECRET")  # the mistake: the app client has a secret
+    async with DevIdp(UserPool(users=[ALICE], clients=[dev_client])) as idp:
+        runner, gateway = await start_gateway(env | {"GATEWAY_COGNITO_ISSUER": idp.issuer},
+                                              gateway_socket)
+        try:
+            if at_start:
+                findings = await logged(log_buffer, "doctor_finding")
+            async with ScriptedBrowser() as browser:
+                page = await browser.sign_in(f"{gateway.url}/", ALICE.username, ALICE.password)
+            (error,) = await logged(log_buffer, "token_endpoint_error")
+        finally:
+            await runner.cleanup()
+    assert page.status == 400, page.text[:300]
+    assert error["error"] == "invalid_client"
+    if at_start:
+        (secret_finding,) = [f for f in findings if f["check"] == "client secret"]
+        assert secret_finding["status"] == "FAIL"
+        assert secret_finding["level"] == "warning"
+        assert "cognito.client_secret is empty" in secret_finding["detail"]
+        assert error["cause_confirmed"] is True
+        assert error["hint"].startswith("Confirmed by the app client's settings: ")
+        assert "has a client secret but cognito.client_secret is empty" in error["hint"]
+    else:
+        assert not [e for e in log_events(log_buffer) if e["event"] == "doctor_finding"]
+        assert "cause_confirmed" not in error
+        assert not error["hint"].startswith("Confirmed")
 
 
 @pytest.mark.usefixtures("aws_env")

@@ -3,7 +3,10 @@
 Confidential clients authenticate with HTTP Basic (client_secret_basic); public clients send
 only client_id. Every call is counted in `token_requests_total{grant_type,outcome}` and timed;
 every failure raises TokenEndpointError with a diagnosis and logs one `token_endpoint_error`
-line with the contract's fields. Tokens, codes and secrets are never logged.
+line with the contract's fields. The diagnosis is the probable cause inferred from the error;
+with a `confirm` callable (`cognito.doctor_at_start`: the app client read through the Cognito
+API) a cause the app client's settings confirm replaces it, and the line says
+`cause_confirmed=true`. Tokens, codes and secrets are never logged.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import base64
 import json
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import aiohttp
@@ -30,6 +33,13 @@ from gateway.observability.tracing import (
 )
 
 log = get_logger(__name__)
+
+
+class ConfirmCause(Protocol):
+    """Names the cause of a token-endpoint error that facts confirm, or None."""
+
+    def __call__(self, *, outcome: str, error_description: str | None,
+                 grant_type: str) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -59,8 +69,9 @@ class TokenClient:
     def __init__(self, http: aiohttp.ClientSession, *, token_endpoint: str,
                  revocation_endpoint: str | None, client_id: str, client_secret: str,
                  metrics: Metrics, timeout: float = 10.0,
-                 tracing: Tracing = TRACING_OFF) -> None:
+                 tracing: Tracing = TRACING_OFF, confirm: ConfirmCause | None = None) -> None:
         self._http = http
+        self._confirm = confirm
         self._tracing = tracing
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self.token_endpoint = token_endpoint
@@ -144,13 +155,17 @@ class TokenClient:
             outcome = error if error in OAUTH_ERRORS else "other_error"
         elif outcome is None:
             outcome = f"http_{status}" if status != 200 else "malformed"
-        hint = diagnose(outcome, description=description, grant_type=grant_type,
-                        public_client=not self._secret)
+        confirmed = self._confirm(outcome=outcome, error_description=description,
+                                  grant_type=grant_type) if self._confirm else None
+        hint = (f"Confirmed by the app client's settings: {confirmed}" if confirmed else
+                diagnose(outcome, description=description, grant_type=grant_type,
+                         public_client=not self._secret))
         duration_ms = self._record(grant_type, outcome, started, span)
+        extra = {"cause_confirmed": True} if confirmed else {}
         log.warning("token_endpoint_error", grant_type=grant_type, http_status=status,
                     error=error or outcome, error_description=description, hint=hint,
                     client_id=self.client_id, token_endpoint=url, duration_ms=duration_ms,
-                    idp_request_id=idp_request_id)
+                    idp_request_id=idp_request_id, **extra)
         return TokenEndpointError(grant_type=grant_type, outcome=outcome, http_status=status,
                                   error=error, error_description=description, hint=hint,
                                   request_id=idp_request_id)

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.cognito.authorization import authorization_url
-from gateway.cognito.client import TokenClient
+from gateway.cognito.client import ConfirmCause, TokenClient
 from gateway.cognito.discovery import ProviderMetadata, discover
 from gateway.cognito.jwks import JWKSCache
 from gateway.cognito.verify import TokenVerifier
@@ -32,8 +32,10 @@ class IdentityProvider:
     """Discovery, keys, token client and verifier of the configured provider."""
 
     def __init__(self, settings: Settings, metrics: Metrics, *,
-                 clock: Clock = SYSTEM_CLOCK, tracing: Tracing = TRACING_OFF) -> None:
+                 clock: Clock = SYSTEM_CLOCK, tracing: Tracing = TRACING_OFF,
+                 confirm: ConfirmCause | None = None) -> None:
         self._settings = settings
+        self._confirm = confirm
         self._clock = clock
         self._tracing = tracing
         self._session: aiohttp.ClientSession | None = None
@@ -90,7 +92,7 @@ class IdentityProvider:
             self._http, token_endpoint=metadata.token_endpoint,
             revocation_endpoint=metadata.revocation_endpoint, client_id=s.cognito.client_id,
             client_secret=s.cognito.client_secret, metrics=self._metrics,
-            timeout=s.cognito.timeout_seconds, tracing=self._tracing)
+            timeout=s.cognito.timeout_seconds, tracing=self._tracing, confirm=self._confirm)
         self._verifier = TokenVerifier(
             jwks, issuer=metadata.issuer, client_id=s.cognito.client_id,
             bearer_client_ids=s.bearer_client_ids, cognito=s.is_cognito, metrics=self._metrics,
