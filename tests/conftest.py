@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import pytest
 import structlog
 from aiohttp import web
@@ -100,6 +101,14 @@ async def upstream() -> AsyncIterator[str]:
     runner, url = await serve(create_test_upstream())
     yield url
     await runner.cleanup()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A client without a cookie jar: each request carries exactly the cookies the test gives
+    it, as a replayed or stolen cookie would be."""
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
+        yield session
 
 
 @pytest.fixture

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import aiohttp
 import jwt
 import pytest
@@ -24,11 +22,6 @@ def pool(gateway_url: str, upstream: str) -> UserPool:
                   callback_urls=[f"{upstream}/cb"]),
     ])
 
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def _tokens(idp: DevIdp, upstream: str, secrets: Secrets, client_id: str = "gateway-client",

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -46,11 +45,6 @@ def pool(gateway_url: str) -> UserPool:
         id_token_validity_seconds=TOKEN_SECONDS, refresh_token_rotation=True,
         rotation_grace_seconds=0)])
 
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
-        yield session
 
 
 def _refresh_token(gateway: RunningGateway, cookie: str) -> str:

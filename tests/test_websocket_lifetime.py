@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -28,11 +27,6 @@ def pool(gateway_url: str, upstream: str) -> UserPool:
         gateway_url, callback_urls=[f"{gateway_url}/oauth2/callback", f"{upstream}/cb"],
         access_token_validity_seconds=TOKEN_SECONDS)])
 
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
-        yield session
 
 
 async def test_a_bearer_websocket_closes_when_its_token_expires(
