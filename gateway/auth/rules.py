@@ -100,12 +100,15 @@ def load_rules(raw: Any, key: str, *, from_env: bool) -> tuple[list[Rule], list[
         return [], [ConfigProblem(key, "must be an array of tables ([[auth.rules]]; in the "
                                        "environment a JSON array of objects)")]
     rules: list[Rule] = []
+    matchable: list[Rule] = []  # with their paths and methods valid: what shadowing compares
     problems: list[ConfigProblem] = []
     for index, table in enumerate(raw):
-        rule = _RuleReader(table, f"{key}[{index}]", problems).rule()
-        if rule is not None:
-            problems.extend(_shadowing(rules, rule, f"{key}[{index}]"))
-        rules.append(rule or Rule(paths=()))
+        reader = _RuleReader(table, f"{key}[{index}]", problems)
+        rule = reader.rule()
+        if reader.matches_validly:
+            problems.extend(_shadowing(matchable, rule, f"{key}[{index}]"))
+        rules.append(rule)
+        matchable.append(rule if reader.matches_validly else Rule(paths=()))
     return rules, problems
 
 
@@ -132,6 +135,7 @@ class _RuleReader:
     def __init__(self, table: Any, key: str, problems: list[ConfigProblem]) -> None:
         self._key = key
         self._problems = problems
+        self._bad: set[str] = set()
         self._table: Mapping[str, Any] = table if isinstance(table, dict) else {}
         if not isinstance(table, dict):
             self._problem("", "must be a table (in the environment: a JSON object)")
@@ -139,8 +143,13 @@ class _RuleReader:
             if name not in KEYS:
                 self._problem(name, f"unknown key (a rule has {', '.join(KEYS)})")
 
-    def rule(self) -> Rule | None:
-        found = len(self._problems)
+    @property
+    def matches_validly(self) -> bool:
+        """True when the rule's paths and methods are valid (whatever else is wrong)."""
+        return not self._bad & {"", "paths", "methods"}
+
+    def rule(self) -> Rule:
+        """The rule as read; a key with a problem keeps its default."""
         action = cast(Action, self._choice("action", ACTIONS, "authenticate"))
         rule = Rule(
             paths=self._paths(), methods=self._methods(), action=action,
@@ -155,7 +164,7 @@ class _RuleReader:
         elif rule.identity_provider and rule.unauthenticated in {"deny", "allow"}:
             self._problem("identity_provider", f"is never used: unauthenticated = "
                           f"\"{rule.unauthenticated}\" sends nobody to sign in")
-        return rule if len(self._problems) == found else None
+        return rule
 
     def _only_for_authenticate(self, action: str) -> None:
         for name in (*REQUIREMENTS, "unauthenticated", "identity_provider"):
@@ -165,6 +174,7 @@ class _RuleReader:
                               "\"authenticate\" takes this key")
 
     def _problem(self, name: str, message: str) -> None:
+        self._bad.add(name.partition(".")[0])
         self._problems.append(ConfigProblem(f"{self._key}.{name}" if name else self._key,
                                             message))
 
