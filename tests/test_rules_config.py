@@ -4,6 +4,7 @@ before anything starts."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 
+from gateway.auth.explain import explain, given_principal
 from gateway.auth.rules import Rule
 from gateway.config import Settings, load_settings
 from gateway.errors import ConfigError
@@ -250,3 +252,34 @@ scopes = ["orders/read"]
                  "auth.rules[1].paths: '/b/./c' can never match a normalised path",
                  'auth.rules[1].scopes: a rule with action = "public" has no requirements']:
         assert line in result.stderr
+
+
+DOCS = REPO / "docs" / "rules.md"
+TOML_BLOCK = re.compile(r"```toml\n(.*?)```", re.DOTALL)
+
+
+@pytest.mark.parametrize("index", range(len(TOML_BLOCK.findall(DOCS.read_text("utf-8")))))
+def test_the_docs_recipes_are_valid_configurations(tmp_path: Path, index: int) -> None:
+    """Each TOML recipe of docs/rules.md loads (with the required settings around it)."""
+    block = TOML_BLOCK.findall(DOCS.read_text("utf-8"))[index]
+    path = tmp_path / "recipe.toml"
+    path.write_text(block, encoding="utf-8")
+    assert load_settings(path, environ=BASE_ENV).auth.rules
+
+
+def test_the_example_configuration_is_valid_and_explains(tmp_path: Path) -> None:
+    """examples/rules.toml loads (its secret files stubbed) and its rules decide as its
+    comments say."""
+    secret = tmp_path / "secret"
+    secret.write_text(Fernet.generate_key().decode(), encoding="utf-8")
+    env = {"GATEWAY_COGNITO_CLIENT_SECRET_FILE": str(secret),
+           "GATEWAY_SESSION_SECRET_FILE": str(secret)}
+    settings = load_settings(REPO / "examples" / "rules.toml", environ=env)
+    assert len(settings.auth.rules) == 8
+    assert settings.identity_provider_names == {"PartnerSAML"}
+    staff = given_principal(bearer=False, groups=["staff"], scopes=[], claims={})
+    report = "\n".join(explain(settings.auth, "GET", "/partner/x", staff))
+    assert "302 to sign in at identity provider PartnerSAML" in report
+    report = "\n".join(explain(settings.auth, "DELETE", "/reports/q3", staff))
+    assert "rule 7 (auth.rules[7])" in report
+    assert "anonymous, any other request: 403: access denied" in report
