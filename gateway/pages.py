@@ -61,7 +61,7 @@ def access_denied_page(status: int, *, username: str | None, groups: tuple[str, 
     if username is None:
         who = "<p>You are not signed in.</p>"
     else:
-        how = "with an access token" if signed_in_with == "bearer" else "as"
+        how = "with an access token of" if signed_in_with == "bearer" else "as"
         member = (f' (groups: {", ".join(f"<code>{escape(g)}</code>" for g in groups)})'
                   if groups else " (no groups)")
         who = f"<p>You are signed in {how} <strong>{escape(username)}</strong>{member}.</p>"

@@ -120,19 +120,25 @@ async def test_method_headers_of_an_untrusted_peer_are_ignored(
     pytest.param("?redirect=1&envoy_path=/x", {**PAGE, "X-Forwarded-Method": "POST"}, 401,
                  "/oauth2/sign_in?rd=/partner/q%3Fx%3D1&identity_provider=PartnerSAML",
                  id="form-post-not-redirected"),
+    pytest.param("?redirect=1", {**PAGE, "X-Forwarded-Method": "HEAD"}, 302,
+                 "/oauth2/sign_in?rd=/partner/q%3Fx%3D1&identity_provider=PartnerSAML",
+                 id="forwarded-head-navigation"),
     pytest.param("?envoy_path=/x&redirect=1", PAGE, 401,
                  "/oauth2/sign_in?rd=/partner/q%3Fx%3D1&identity_provider=PartnerSAML",
                  id="switch-after-envoy-path-ignored"),
 ])
+@pytest.mark.parametrize("check_method", ["GET", "POST"])
 async def test_an_anonymous_check_leads_to_the_sign_in_for_the_original_target(
         make_gateway: GatewayFactory, gateway_url: str, query: str, headers: dict[str, str],
-        status: int, sign_in: str) -> None:
+        status: int, sign_in: str, check_method: str) -> None:
     """The 401 names the sign-in for the original URI at the rule's identity provider; with
-    redirect=1 a navigation gets that sign-in as a 302 on server.public_url."""
+    redirect=1 a navigation (judged on the forwarded method, whatever the check's own) gets
+    that sign-in as a 302 on server.public_url."""
     gateway = await make_gateway(GATEWAY_AUTH_RULES=RULES,
                                  GATEWAY_SERVER_TRUSTED_PROXIES=TRUSTED)
+    forwarded = {"X-Forwarded-Method": "GET", **headers}
     answered, answer_headers, body = await forward_auth(
-        gateway, "GET", query, {"X-Forwarded-Uri": "/partner/q?x=1", **headers})
+        gateway, check_method, query, {"X-Forwarded-Uri": "/partner/q?x=1", **forwarded})
     assert answered == status
     if status == 302:
         assert answer_headers["Location"] == gateway_url + sign_in

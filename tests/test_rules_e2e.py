@@ -16,6 +16,7 @@ import pytest
 from yarl import URL
 
 from gateway.devidp import DevIdp, UserPool
+from gateway.devidp.authorize import UNSUPPORTED_PROVIDER
 from gateway.devidp.providers import IdentityProvider, ProviderUser
 from tests.conftest import (
     ALICE,
@@ -297,3 +298,17 @@ async def test_paths_are_decided_after_normalisation(gateway: RunningGateway, pa
     assert answered == status, body[:300]
     assert echoed(body) is None
 
+
+
+async def test_a_provider_the_pool_lacks_ends_on_the_sign_in_failure_page(
+        make_gateway: GatewayFactory) -> None:
+    """A rule naming a provider the user pool does not have: the IdP refuses /authorize as
+    Cognito does (invalid_request with its description), and the browser lands on the
+    gateway's sign-in failure page saying so."""
+    gateway = await make_gateway(GATEWAY_AUTH_RULES=json.dumps(
+        [{"paths": ["/x/*"], "identity_provider": "Nobody"}]))
+    async with ScriptedBrowser() as browser:
+        page = await browser.get(f"{gateway.url}/x/y")
+    assert page.status == 400
+    assert "invalid_request" in page.text
+    assert UNSUPPORTED_PROVIDER in page.text
