@@ -110,8 +110,11 @@ class RuleMatcher:
         return re.compile("|".join(alternatives)) if alternatives else None
 
     def first(self, method: str, path: str) -> int | None:
+        """The index of the first rule for `method` (upper-case) matching `path`, if any."""
         pattern = self._by_method.get(method, self._any_method)
-        found = pattern.match(path) if pattern is not None else None
+        if pattern is None:
+            return None
+        found = pattern.match(path)
         return int(found.lastgroup[1:]) if found is not None and found.lastgroup else None
 
 
@@ -120,7 +123,7 @@ class AccessPolicy:
 
     def __init__(self, settings: AuthSettings) -> None:
         groups = frozenset(settings.allowed_groups)
-        self._rules = RuleMatcher(settings.rules)
+        self._rules = RuleMatcher(settings.rules) if settings.rules else None
         self._routes = tuple(route_of(i, rule) for i, rule in enumerate(settings.rules))
         self._public = compile_globs(settings.public_paths)
         self._api = compile_globs(settings.api_paths)
@@ -134,9 +137,10 @@ class AccessPolicy:
         if target is None:
             return self._signed_in
         path = target.decoded
-        index = self._rules.first(method.upper(), path)
-        if index is not None:
-            return self._routes[index]
+        if self._rules is not None:
+            index = self._rules.first(method.upper(), path)
+            if index is not None:
+                return self._routes[index]
         if self._public is not None and self._public.match(path):
             return self._public_route
         if self._api is not None and self._api.match(path):
