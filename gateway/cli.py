@@ -13,6 +13,7 @@ from pathlib import Path
 from cryptography.fernet import Fernet
 
 from gateway import __version__
+from gateway.auth import explain
 from gateway.config import load_settings
 from gateway.errors import ConfigError
 from gateway.observability.logging import configure_logging
@@ -44,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument("--config", type=Path, help="TOML file; GATEWAY_* variables override it")
     doctor.add_argument("--json", action="store_true",
                         help="print the findings as one JSON document (for CI)")
+    explain.add_arguments(commands.add_parser(
+        "explain", help="which rule decides a request and why, without starting anything"))
     return parser
 
 
@@ -57,6 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _doctor(args.config, as_json=args.json)
     if args.command == "config":
         return _config_check(args.config)
+    if args.command == "explain":
+        return explain.main(args)
     if args.command == "generate-secret":
         print(Fernet.generate_key().decode())
         return 0

@@ -23,8 +23,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from gateway.auth.rules import Rule, load_rules
 from gateway.config_checks import (
     Check,
+    Load,
     at_least,
     cidr,
     each,
@@ -41,8 +43,9 @@ ENV_PREFIX = "GATEWAY_"
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
-def _setting(default: Any, doc: str, *, check: Check | None = None, secret: bool = False) -> Any:
-    meta = {"doc": doc, "check": check, "secret": secret}
+def _setting(default: Any, doc: str, *, check: Check | None = None, secret: bool = False,
+             load: Load | None = None) -> Any:
+    meta = {"doc": doc, "check": check, "secret": secret, "load": load}
     if isinstance(default, list):
         return field(default_factory=functools.partial(list, default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -173,6 +176,11 @@ class AuthSettings:
         True, "Accept `Authorization: Bearer <access token>` from API clients.")
     bearer_client_ids: list[str] = _setting(
         [], "App clients whose access tokens are accepted; empty = client_id only.")
+    rules: list[Rule] = _setting(
+        [], "Per-route rules, ordered, the first match decides: `[[auth.rules]]` tables (in the "
+        "environment a JSON array of objects) with paths, methods, action, groups, scopes, "
+        "principal, claims, unauthenticated, identity_provider; see docs/rules.md. A request "
+        "no rule matches gets public_paths, api_paths and allowed_groups.", load=load_rules)
 
 
 @dataclass(frozen=True)
@@ -233,7 +241,15 @@ class Settings:
     @property
     def identity_provider_names(self) -> frozenset[str]:
         """Every identity provider a sign-in may name (the allow-list, and the rules' ones)."""
-        return frozenset(self.cognito.identity_providers)
+        return frozenset(self.cognito.identity_providers) | {
+            rule.identity_provider for rule in self.auth.rules if rule.identity_provider}
+
+    @property
+    def session_needs_access_token(self) -> bool:
+        """True when sessions must keep the access token: to pass it upstream, or because a
+        rule requires scopes of a session principal (read from that token)."""
+        return self.headers.pass_access_token or any(
+            rule.scopes and rule.principal != "bearer" for rule in self.auth.rules)
 
 
 COGNITO_ISSUER = re.compile(
@@ -304,6 +320,13 @@ def _build_section(name: str, cls: type[Any], table: dict[str, Any], environ: Ma
         raw_value, from_env = _raw_value(name, f.name, table, environ, problems,
                                          secret=bool(f.metadata["secret"]))
         if raw_value is MISSING:
+            continue
+        load: Load | None = f.metadata["load"]
+        if load is not None:
+            loaded, found = load(raw_value, key, from_env=from_env)
+            problems.extend(found)
+            if not found:
+                values[f.name] = loaded
             continue
         try:
             value = _coerce(raw_value, hints[f.name], from_env=from_env)

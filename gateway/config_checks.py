@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
 
+from gateway.errors import ConfigProblem
+
 Check = Callable[[Any], str | None]
 
+
+class Load(Protocol):
+    """Reads a structured setting (a table or an array of tables) from its raw TOML value or
+    environment text, reporting every problem under `key` or the keys below it."""
+
+    def __call__(self, raw: Any, key: str, *,
+                 from_env: bool) -> tuple[Any, list[ConfigProblem]]: ...
 
 
 def host_port(value: str) -> str | None:

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from gateway.auth.rules import REFERENCE, Rule
 from gateway.config import ENV_PREFIX, SECTIONS
 
 REGENERATE = "python -m gateway.config_reference > docs/configuration.md"
@@ -61,6 +62,8 @@ def _default(f: dataclasses.Field[Any]) -> Any:
 
 
 def _type_name(hint: Any) -> str:
+    if hint == list[Rule]:
+        return "array of tables"
     if typing.get_origin(hint) is list:
         (item,) = typing.get_args(hint)
         return f"list of {_type_name(item)}"
@@ -121,7 +124,22 @@ def render() -> str:
                 f"| {name} | {key.type} | `{_cell(key.default)}` | {env} | "
                 f"{'yes' if key.secret else 'no'} | {_cell(key.doc)} |")
         lines.append("")
+        if section == "auth":
+            lines += _rule_keys()
     return "\n".join(lines)
+
+
+def _rule_keys() -> list[str]:
+    """The keys of one `[[auth.rules]]` table."""
+    lines = ["### [[auth.rules]]", "",
+             "Each rule is a table of these keys (in `GATEWAY_AUTH_RULES`, a JSON object). "
+             "Requirements, `unauthenticated` and `identity_provider` belong to "
+             '`action = "authenticate"` rules only.', "",
+             "| key | type | default | description |", "|---|---|---|---|"]
+    lines += [f"| `{key}` | {kind} | `{_cell(default)}` | {_cell(doc)} |"
+              for key, kind, default, doc in REFERENCE]
+    lines.append("")
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,9 +2,10 @@
 
 The router picks by the normalised path (gateway/routing.py); a target with a second reading
 (`;params`) must route and be governed the same way in both, or it is refused. For the app, the
-guard decides (auth/guard.py), and the decision is carried out here: a principal is put on the
-request and the request is proxied; a browser navigation without one is sent to sign in; a
-denial raises Forbidden, the absence of a principal Unauthenticated.
+guard decides (auth/guard.py), and the decision is carried out here: a principal that passes is
+put on the request and the request is proxied (an `anonymous` or public one without); a
+request to be sent to sign in is, at the deciding rule's identity provider; a denial raises
+AccessDenied, the absence of a principal SignInRequired.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.auth.classify import is_navigation
-from gateway.auth.guard import Guard
+from gateway.auth.guard import Guard, refusal
 from gateway.auth.principal import PRINCIPAL
 from gateway.auth.signin import SignIn
-from gateway.errors import BadTarget, Forbidden, RequestRefused, Unauthenticated
+from gateway.errors import BadTarget, RequestRefused
 from gateway.observability.tracing import SPAN
 from gateway.routing import Endpoint, Router
 from gateway.target import TARGET, RequestTarget
@@ -42,14 +43,13 @@ class Dispatcher:
             span.set_route(endpoint.route)
             return await endpoint.handler(request.method)(request)
         span.set_route("proxy")
-        decision = await self._guard.decide(request, target,
-                                            may_redirect=is_navigation(request))
+        navigation = is_navigation(request)
+        decision = await self._guard.decide(request, target, navigation=navigation)
         if decision.outcome == "redirected":
-            return self._sign_in.redirect(target.forwarded)
-        if decision.outcome == "forbidden":
-            raise Forbidden("not a member of an allowed group")
+            return self._sign_in.redirect(
+                target.forwarded, identity_provider=decision.route.identity_provider)
         if not decision.passes:
-            raise Unauthenticated("sign-in required")
+            raise refusal(decision, return_to=target.forwarded, page=navigation)
         if decision.principal is not None:
             request[PRINCIPAL] = decision.principal
         return await self._proxy.handle(request)

@@ -20,8 +20,10 @@ GatewayError
 │   └── RequestBodyTimeout         the body stalled past client_body_timeout_seconds
 ├── AuthError                      the request may not pass the guard
 │   ├── Unauthenticated            no session and no acceptable bearer token
-│   │   └── InvalidBearerToken     a bearer token was sent and failed verification
+│   │   ├── InvalidBearerToken     a bearer token was sent and failed verification
+│   │   └── SignInRequired         ... and the answer names the way to sign in (or is it)
 │   └── Forbidden                  signed in, but a rule or allowed_groups says no
+│       └── AccessDenied           ... with who asked and what the deciding rule requires
 ├── SessionError                   the session cannot serve this request
 │   ├── RefreshRejected            the IdP refused the refresh token: sign in again
 │   ├── SessionUnavailable         its tokens expired while the IdP is unavailable
@@ -39,7 +41,9 @@ the errors above.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 
@@ -198,8 +202,47 @@ class InvalidBearerToken(Unauthenticated):
         self.reason = reason
 
 
+class SignInRequired(Unauthenticated):
+    """No principal where one is needed; the answer leads to the sign-in.
+
+    `return_to` is the target to come back to (the original one, for forward-auth) and
+    `identity_provider` the deciding rule's. With `redirect` the answer is the redirect to the
+    sign-in itself (forward-auth's `redirect=1`), else a 401 that names it.
+    """
+
+    def __init__(self, message: str, *, return_to: str, identity_provider: str | None = None,
+                 redirect: bool = False) -> None:
+        super().__init__(message)
+        self.return_to = return_to
+        self.identity_provider = identity_provider
+        self.redirect = redirect
+
+
 class Forbidden(AuthError):
     """Signed in, but a rule or `auth.allowed_groups` does not let this principal in."""
+
+
+class AccessDenied(Forbidden):
+    """A rule refused the request: `required` is what it requires, in the rules' own words
+    ({"groups": [...], "scopes": [...], ...}, or {"action": "deny"}), `rule` its label.
+
+    `username`, `groups` and `signed_in_with` ("session" or "bearer") say who was refused, when
+    known; `page` whether the answer is an HTML page (a browser navigation); `return_to` is the
+    target refused (the original one, for forward-auth).
+    """
+
+    def __init__(self, message: str, *, rule: str, required: Mapping[str, Any],
+                 username: str | None = None, groups: tuple[str, ...] = (),
+                 signed_in_with: str | None = None, page: bool = False,
+                 return_to: str = "/") -> None:
+        super().__init__(message)
+        self.rule = rule
+        self.required = required
+        self.username = username
+        self.groups = groups
+        self.signed_in_with = signed_in_with
+        self.page = page
+        self.return_to = return_to
 
 
 class SessionError(GatewayError):

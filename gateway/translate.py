@@ -4,8 +4,12 @@
 of the nearest class in its MRO. Browser navigations get an HTML page (a sign-in failure, an
 access denial, or "unavailable" with a retry link); everything else gets JSON with the code, a
 message and the request id. A 401 carries `WWW-Authenticate: Bearer` (with
-`error="invalid_token"` when a bearer token was refused) and a sign-in URL; a 405 its `Allow`.
-Messages are the errors' own words, written to name what failed, never an address.
+`error="invalid_token"` when a bearer token was refused) and a sign-in URL (for the target to
+return to, at the deciding rule's identity provider); a 405 its `Allow`. A request a rule
+denies gets 403: a page saying who was refused, what was required, with a sign-out button and
+the request id, for a navigation; JSON with `required` otherwise. Forward-auth's `redirect=1`
+turns the 401 into a 302 to the sign-in, on `server.public_url`. Messages are the errors' own
+words, written to name what failed, never an address.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from aiohttp import web
 from gateway.auth.classify import is_navigation
 from gateway.auth.redirects import safe_return_path
 from gateway.errors import (
+    AccessDenied,
     BadTarget,
     ClientRequestError,
     Forbidden,
@@ -30,13 +35,14 @@ from gateway.errors import (
     SessionStoreUnavailable,
     SessionUnavailable,
     SignInError,
+    SignInRequired,
     TooManyWebSockets,
     Unauthenticated,
     UnknownEndpoint,
     UpstreamConnectError,
     UpstreamTimeout,
 )
-from gateway.pages import error_page, json_response
+from gateway.pages import access_denied_page, error_page, json_response
 from gateway.target import TARGET
 
 STATUSES: dict[type[GatewayError], tuple[int, str]] = {
@@ -51,18 +57,30 @@ STATUSES: dict[type[GatewayError], tuple[int, str]] = {
     InvalidBearerToken: (401, "unauthorized"),
     RefreshRejected: (401, "unauthorized"),
     Forbidden: (403, "forbidden"),
+    AccessDenied: (403, "forbidden"),
+    SignInRequired: (401, "unauthorized"),
     SessionUnavailable: (503, "idp_unavailable"),
     SessionStoreUnavailable: (503, "session_store_unavailable"),
     IdPError: (503, "idp_unavailable"),
     UpstreamConnectError: (502, "upstream_connect"),
     UpstreamTimeout: (504, "upstream_timeout"),
 }
+SIGN_IN_REDIRECT = 302
 INTERNAL = (500, "internal_error")
 IDP_UNAVAILABLE = "the identity provider is not available yet; try again shortly"
 
 
+def sign_in_path(return_to: str, identity_provider: str | None = None) -> str:
+    """The gateway's sign-in URL (a path) that comes back to `return_to`."""
+    path = f"/oauth2/sign_in?rd={quote(return_to, safe='/')}"
+    return f"{path}&identity_provider={quote(identity_provider, safe='')}" if (
+        identity_provider) else path
+
+
 def status_of(exc: GatewayError) -> tuple[int, str]:
     """The status and JSON code of an error: its nearest class in STATUSES."""
+    if isinstance(exc, SignInRequired) and exc.redirect:
+        return SIGN_IN_REDIRECT, "sign_in"
     if isinstance(exc, SignInError):
         return (502 if exc.transient else 400), exc.code
     for cls in type(exc).__mro__:
@@ -86,13 +104,23 @@ class ErrorResponses:
         if isinstance(exc, SignInError):
             return error_page(status, title="Sign-in failed", code=code, hint=exc.hint,
                               request_id=request_id, retry_url="/oauth2/sign_in")
+        if isinstance(exc, AccessDenied):
+            return self._denied(exc, request_id)
+        if isinstance(exc, SignInRequired):
+            here = safe_return_path(exc.return_to, self._public_url)
+            sign_in = sign_in_path(here, exc.identity_provider)
+            if exc.redirect:
+                return web.Response(status=status, headers={
+                    "Location": self._public_url.rstrip("/") + sign_in,
+                    "Cache-Control": "no-store"})
+        else:
+            sign_in = sign_in_path(here)
         if status == 401:
             challenge = ('Bearer error="invalid_token"' if isinstance(exc, InvalidBearerToken)
                          else "Bearer")
             return json_response(401, {
                 "error": code, "message": message, "request_id": request_id,
-                "sign_in_url": f"/oauth2/sign_in?rd={quote(here, safe='/')}"},
-                headers={"WWW-Authenticate": challenge})
+                "sign_in_url": sign_in}, headers={"WWW-Authenticate": challenge})
         if status in {403, 503} and is_navigation(request):
             title = "Access denied" if status == 403 else "Sign-in unavailable"
             return error_page(status, title=title, code=code, hint=message,
@@ -100,3 +128,14 @@ class ErrorResponses:
         headers = {"Allow": ", ".join(exc.allowed)} if isinstance(exc, MethodNotAllowed) else None
         return json_response(status, {"error": code, "message": message,
                                       "request_id": request_id}, headers=headers)
+
+    def _denied(self, exc: AccessDenied, request_id: str) -> web.Response:
+        status, code = status_of(exc)
+        if exc.page:
+            return access_denied_page(
+                status, username=exc.username, groups=exc.groups,
+                signed_in_with=exc.signed_in_with, required=exc.required,
+                request_id=request_id,
+                return_to=safe_return_path(exc.return_to, self._public_url))
+        return json_response(status, {"error": code, "message": str(exc),
+                                      "required": dict(exc.required), "request_id": request_id})

@@ -7,8 +7,8 @@ from its `CookiePolicy`, the check path is parsed and routed by the gateway's ow
 nginx is tested end to end (tests/test_forward_auth_nginx.py); a structural check of the nginx
 snippet covers what those tests cannot reach (cookie chunks beyond the second).
 
-The gateway's answers that Envoy cannot use yet are strict xfails here, so that the day the
-gateway changes, these tests say so.
+Envoy's check requests, as the bootstrap describes them (the client's method, the path after
+`path_prefix`, the original URI and method in headers), are sent to a real gateway.
 """
 
 from __future__ import annotations
@@ -44,8 +44,6 @@ OVERRIDE_HEADERS = frozenset({
     "x-forwarded-prefix", "x-http-method-override", "x-http-method", "x-method-override",
 })
 """URL, host and method override headers that must never reach the app from a client."""
-NAVIGATION_SIGNALS = ("text/html", "Sec-Fetch-Mode", "navigate", "X-Requested-With",
-                      "xmlhttprequest")
 
 
 def identity_headers() -> frozenset[str]:
@@ -98,12 +96,13 @@ class TestTraefik:
         return middleware
 
     def test_forward_auth_asks_the_gateways_auth_endpoint(self, http: dict[str, Any]) -> None:
-        """forwardAuth calls /oauth2/auth on the gateway service, and sets the original URI and
-        method itself (trustForwardHeader false) instead of passing a client's own."""
+        """forwardAuth calls /oauth2/auth?redirect=1 on the gateway service (Traefik hands the
+        client the gateway's redirect to the sign-in), and sets the original URI and method
+        itself (trustForwardHeader false) instead of passing a client's own."""
         middleware = self.forward_auth(http)
         address = URL(middleware["address"])
         assert address.path == "/oauth2/auth"
-        assert not address.query_string
+        assert dict(address.query) == {"redirect": "1"}
         assert middleware["trustForwardHeader"] is False
         gateway = URL(http["services"]["cognito-gateway"]["loadBalancer"]["servers"][0]["url"])
         assert (address.scheme, address.host, address.port) == (
@@ -120,10 +119,8 @@ class TestTraefik:
 
     @pytest.mark.parametrize(("router", "middlewares", "service"), [
         pytest.param("cognito-gateway", [], "cognito-gateway", id="gateway-endpoints"),
-        pytest.param("app-navigation", ["cognito-gateway-strip", "cognito-gateway-sign-in",
-                                        "cognito-gateway-auth"], "app", id="navigations"),
         pytest.param("app", ["cognito-gateway-strip", "cognito-gateway-auth"], "app",
-                     id="everything-else"),
+                     id="the-app"),
     ])
     def test_routers(self, http: dict[str, Any], router: str, middlewares: list[str],
                      service: str) -> None:
@@ -134,33 +131,14 @@ class TestTraefik:
         assert config["service"] == service
         assert config["service"] in http["services"]
         assert all(name in http["middlewares"] for name in middlewares)
+        assert set(http["routers"]) == {"cognito-gateway", "app"}
 
     def test_router_priorities_keep_the_gateways_endpoints_out_of_forward_auth(
             self, http: dict[str, Any]) -> None:
-        """/oauth2/ outranks the app's routers (Traefik would otherwise rank by rule length,
-        and the long navigation rule would put the callback behind forward-auth)."""
+        """/oauth2/ outranks the app's router, so the callback is never behind forward-auth."""
         routers = http["routers"]
         assert "PathPrefix(`/oauth2/`)" in routers["cognito-gateway"]["rule"]
-        assert (routers["cognito-gateway"]["priority"] > routers["app-navigation"]["priority"]
-                > routers["app"]["priority"])
-
-    def test_navigation_router_follows_the_gateways_navigation_rule(
-            self, http: dict[str, Any]) -> None:
-        """Only GET/HEAD page loads (Accept text/html, not fetch/XHR) get the sign-in redirect."""
-        rule = http["routers"]["app-navigation"]["rule"]
-        assert "Method(`GET`)" in rule
-        assert "Method(`HEAD`)" in rule
-        assert all(signal in rule for signal in NAVIGATION_SIGNALS)
-
-    def test_sign_in_middleware_turns_401_into_the_gateways_sign_in(
-            self, http: dict[str, Any]) -> None:
-        """A 401 for a navigation is answered by /oauth2/sign_in (with the original URL as rd)
-        and sent as a redirect."""
-        errors = http["middlewares"]["cognito-gateway-sign-in"]["errors"]
-        assert errors["status"] == ["401"]
-        assert errors["statusRewrites"] == {"401": 302}
-        assert errors["service"] == "cognito-gateway"
-        assert errors["query"] == "/oauth2/sign_in?rd={url}"
+        assert routers["cognito-gateway"]["priority"] > routers["app"]["priority"]
 
     def test_strip_middleware_removes_every_override_header(self, http: dict[str, Any]) -> None:
         """Clients' URL, host and method overrides are removed (empty value) before the app."""
@@ -255,11 +233,20 @@ class TestEnvoy:
     def test_gateway_answers_and_renewed_cookies_reach_the_client(
             self, bootstrap: dict[str, Any]) -> None:
         """A renewed session cookie passes on success; on refusal the client gets the
-        gateway's answer with its content type, challenge and cookies."""
+        gateway's answer with its content type, challenge, cookies and sign-in redirect."""
         response = self.ext_authz(bootstrap)["http_service"]["authorization_response"]
         assert "set-cookie" in self.patterns(response["allowed_client_headers_on_success"])
-        assert {"content-type", "www-authenticate", "set-cookie"} <= self.patterns(
+        assert {"content-type", "www-authenticate", "set-cookie", "location"} <= self.patterns(
             response["allowed_client_headers"])
+
+    def test_check_request_asks_for_200_and_for_the_sign_in_redirect(
+            self, bootstrap: dict[str, Any]) -> None:
+        """path_prefix carries the gateway's switches before envoy_path, where the client's
+        path begins."""
+        prefix = self.ext_authz(bootstrap)["http_service"]["path_prefix"]
+        query = URL(prefix).query
+        assert (query.get("status"), query.get("redirect")) == ("200", "1")
+        assert prefix.endswith("&envoy_path=")
 
     def test_client_copies_of_identity_and_override_headers_are_removed(
             self, bootstrap: dict[str, Any]) -> None:
@@ -326,13 +313,6 @@ class TestNginxSnippet:
             assert re.search(rf"(?i)proxy_set_header {header} +\$gateway_\w+;", snippet)
 
 
-ENVOY_CANNOT_USE_THE_GATEWAY_YET = pytest.mark.xfail(
-    strict=True,
-    reason="the gateway answers /oauth2/auth with 202 and for GET/HEAD only; Envoy's HTTP "
-           "ext_authz allows only 200 and keeps the client's method "
-           "(deploy/forward-auth/README.md)")
-
-
 @pytest.fixture
 async def http_client() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
@@ -340,30 +320,61 @@ async def http_client() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 async def envoy_check(make_gateway: GatewayFactory, http_client: aiohttp.ClientSession,
-                      method: str) -> int:
-    """Status of the check request Envoy would send for `method` on a public path."""
+                      method: str, client_target: str = "/public/page",
+                      headers: dict[str, str] | None = None) -> tuple[int, dict[str, str]]:
+    """Status and headers of the check request Envoy would send for `method` on
+    `client_target` (its path and query appended to path_prefix, and in X-Forwarded-Uri)."""
     gateway = await make_gateway(GATEWAY_AUTH_PUBLIC_PATHS='["/public/*"]',
                                  GATEWAY_SERVER_TRUSTED_PROXIES="127.0.0.1/32")
     path_prefix = TestEnvoy.ext_authz(load("envoy.yaml"))["http_service"]["path_prefix"]
     async with http_client.request(
-            method, URL(gateway.url + path_prefix + "/public/page", encoded=True),
-            headers={"X-Forwarded-Uri": "/public/page", "X-Forwarded-Method": method,
-                     "Content-Length": "0"}) as response:
-        return response.status
+            method, URL(gateway.url + path_prefix + client_target, encoded=True),
+            allow_redirects=False,
+            headers={"X-Forwarded-Uri": client_target, "X-Forwarded-Method": method,
+                     "Content-Length": "0", **(headers or {})}) as response:
+        return response.status, dict(response.headers)
 
 
 async def test_envoys_check_request_is_decided_by_the_auth_endpoint(
         make_gateway: GatewayFactory, http_client: aiohttp.ClientSession) -> None:
     """Envoy's check request (the client's path in the query) is answered by /oauth2/auth,
     which allows a public path with a 2xx."""
-    status = await envoy_check(make_gateway, http_client, "GET")
+    status, _ = await envoy_check(make_gateway, http_client, "GET")
     assert 200 <= status < 300
 
 
-@ENVOY_CANNOT_USE_THE_GATEWAY_YET
 @pytest.mark.parametrize("method", ["GET", "POST", "PUT", "PATCH", "DELETE"])
 async def test_envoys_check_request_is_allowed_with_200_for_every_method(
         make_gateway: GatewayFactory, http_client: aiohttp.ClientSession, method: str) -> None:
     """Envoy lets a request through only on 200, and its check request keeps the client's
     method: the gateway must answer it with 200 whatever the method."""
-    assert await envoy_check(make_gateway, http_client, method) == 200
+    status, _ = await envoy_check(make_gateway, http_client, method)
+    assert status == 200
+
+
+PAGE_LOAD = {"Accept": "text/html", "Sec-Fetch-Mode": "navigate"}
+
+
+@pytest.mark.parametrize(("method", "client_target", "headers", "status"), [
+    pytest.param("GET", "/private/page?tab=2", PAGE_LOAD, 302, id="navigation-redirected"),
+    pytest.param("GET", "/private/page", {"Accept": "application/json"}, 401, id="api-401"),
+    pytest.param("POST", "/private/form", PAGE_LOAD, 401, id="form-post-401"),
+    pytest.param("GET", "/public/page?status=202&redirect=0", PAGE_LOAD, 200,
+                 id="clients-own-switches-ignored"),
+    pytest.param("GET", "/private/page?redirect=0&status=200", PAGE_LOAD, 302,
+                 id="clients-own-switches-ignored-when-refused"),
+])
+async def test_envoys_check_request_answers_what_envoy_relays(
+        make_gateway: GatewayFactory, http_client: aiohttp.ClientSession, gateway_url: str,
+        method: str, client_target: str, headers: dict[str, str], status: int) -> None:
+    """Envoy relays a refusal to the client: a browser that must sign in gets a 302 to the
+    gateway's sign-in on the public origin, coming back to the original target; switches in
+    the client's own query (after envoy_path) change nothing."""
+    answered, answer_headers = await envoy_check(make_gateway, http_client, method,
+                                                 client_target, headers)
+    assert answered == status
+    if status == 302:
+        location = URL(answer_headers["Location"])
+        assert (location.origin(), location.path) == (URL(gateway_url).origin(),
+                                                      "/oauth2/sign_in")
+        assert location.query["rd"] == client_target

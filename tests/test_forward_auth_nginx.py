@@ -21,6 +21,7 @@ import pytest
 from yarl import URL
 
 from gateway.devidp import DevIdp, User, UserPool
+from gateway.translate import sign_in_path
 from tests.conftest import (
     ALICE,
     BOB,
@@ -46,7 +47,13 @@ CAROL = User(username="carol", password="carol-Password-1", email="carol@example
              email_verified=True,
              groups=[f"team-{i:03d}-with-a-rather-long-group-name" for i in range(25)])
 USERS = {user.username: user for user in (ALICE, BOB, CAROL)}
+LANDING = "/oauth2/sign_in?rd=/oauth2/userinfo"   # a sign-in that lands where no rule applies
 ORDERS_SCOPE = "orders/read"     # a resource server's scope, for API rules by scope
+RULES = {"GATEWAY_AUTH_RULES": json.dumps([
+    {"paths": ["/health"], "action": "public"},
+    {"paths": ["/admin", "/admin/*"], "groups": ["admins"]},
+    {"paths": ["/api/orders", "/api/orders/*"], "scopes": [ORDERS_SCOPE]},
+])}
 
 
 def render_snippet(gateway: str, app: str) -> tuple[str, str]:
@@ -148,7 +155,8 @@ async def credential_headers(who: Credential, front: RunningNginx, idp: DevIdp, 
     """The Cookie or Authorization header that makes a request come from `who`."""
     if who.kind == "session":
         async with ScriptedBrowser() as browser:
-            await sign_in_through(front, browser, who.user)
+            # Landing on a JSON page: a 403 page's sign-out form would pass for a consent form.
+            await sign_in_through(front, browser, who.user, LANDING)
             cookies = browser.cookies_for(front.url)
         secrets.add(*cookies.values())
         return {"Cookie": "; ".join(f"{k}={v}" for k, v in cookies.items())}
@@ -235,8 +243,22 @@ DECISIONS = [
         id="forged-original-uri"),
     pytest.param(Case(ANONYMOUS, "/oauth2/auth", 404, env=PUBLIC), id="auth-endpoint-internal"),
     pytest.param(Case(ALICE_SESSION, "/oauth2/auth", 404), id="auth-endpoint-internal-signed-in"),
-    # Per-route rules ([[auth.rules]]: admin area by group, API by scope) add one row each here,
-    # e.g. Case(BOB_SESSION, "/admin/users", 403, env=RULES, headers=PAGE).
+    # Per-route rules ([[auth.rules]]): the admin area by group, the API by scope, a public
+    # health check; the gateway's answer reaches the client through the snippet's second call.
+    pytest.param(Case(ALICE_SESSION, "/admin/users", 200, env=RULES, headers=PAGE),
+                 id="admin-in-group"),
+    pytest.param(Case(BOB_SESSION, "/admin/users", 403, env=RULES, headers=PAGE),
+                 id="admin-not-in-group"),
+    pytest.param(Case(BOB_SESSION, "/admin/users", 403, env=RULES), id="admin-not-in-group-api"),
+    pytest.param(Case(ANONYMOUS, "/admin/users", 302, env=RULES, headers=PAGE),
+                 id="admin-anonymous-navigation"),
+    pytest.param(Case(ANONYMOUS, "/a/../admin/users", 401, env=RULES),
+                 id="admin-after-normalisation"),
+    pytest.param(Case(ALICE_ORDERS_BEARER, "/api/orders/7", 200, env=RULES),
+                 id="api-with-scope"),
+    pytest.param(Case(ALICE_BEARER, "/api/orders/7", 403, env=RULES), id="api-without-scope"),
+    pytest.param(Case(ANONYMOUS, "/health", 200, env=RULES), id="rule-public"),
+    pytest.param(Case(ANONYMOUS, "/health/x", 401, env=RULES), id="rule-public-exact"),
 ]
 
 
@@ -283,7 +305,7 @@ async def test_anonymous_navigation_is_sent_to_sign_in_and_api_calls_get_401(
     assert not served(response)
     if expected == "sign-in":
         assert response.status == 302, response.body[:300]
-        assert response.headers["location"] == "/oauth2/sign_in?rd=/secret/page?tab=2"
+        assert response.headers["location"] == front.url + sign_in_path("/secret/page?tab=2")
         return
     assert response.status == expected
     assert "location" not in response.headers
@@ -303,7 +325,7 @@ async def test_sign_in_through_nginx_lands_on_the_page_asked_for(
         first = await browser.request("GET", URL(front.url + target, encoded=True),
                                       follow_redirects=False)
         assert first.status == 302
-        assert first.headers["Location"] == f"/oauth2/sign_in?rd={target}"
+        assert first.headers["Location"] == front.url + sign_in_path(target)
         page = await sign_in_through(front, browser, ALICE, target)
         hosts = {URL(hop.url).origin() for hop in browser.history}
     assert page.status == 200, page.text[:300]

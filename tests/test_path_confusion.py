@@ -140,7 +140,7 @@ async def test_no_unauthenticated_request_reaches_a_non_public_path(
     (b"GET /oauth2/anything HTTP/1.1", 404),
     (b"GET /oauth2/ HTTP/1.1", 404),
     (b"GET /oauth2 HTTP/1.1", 404),
-    (b"POST /oauth2/auth HTTP/1.1", 405),
+    (b"POST /oauth2/callback HTTP/1.1", 405),
     (b"DELETE /oauth2/userinfo HTTP/1.1", 405),
     (b"PUT /oauth2/sign_out HTTP/1.1", 405),
     (b"GET /oauth2/public-keys/a/b HTTP/1.1", 404),

@@ -43,6 +43,7 @@ class BearerTokens:
         identity = Identity.from_claims(claims)
         expires_at = float(claims["exp"])
         principal = Principal("bearer", identity, expires_at, self._headers.build(
-            identity, access_token=token, exp=expires_at))
+            identity, access_token=token, exp=expires_at),
+            scopes=frozenset(str(claims.get("scope", "")).split()))
         self._verified.put(key, principal, expires_at=expires_at)
         return principal

@@ -57,7 +57,7 @@ class SessionIssuer:
             id_token=self._kept_id(tokens) or session.id_token, checked_at=now)
 
     def _kept_access(self, tokens: TokenResponse) -> str | None:
-        return tokens.access_token if self._settings.headers.pass_access_token else None
+        return tokens.access_token if self._settings.session_needs_access_token else None
 
     def _kept_id(self, tokens: TokenResponse) -> str | None:
         # Only a non-Cognito provider needs the ID token again (id_token_hint at sign-out).

@@ -2,15 +2,22 @@
 
 `Principals.of(request)` finds the principal: a bearer token when one is sent and accepted,
 else the request's session. The `Principal` it returns carries the identity headers for the
-upstream (built once per session tokens and cached), when its authorisation expires, and how a
-long-lived connection may extend it; the guard puts it on the request (`PRINCIPAL`) for the
-proxy and the WebSocket code to read.
+upstream and the access token's scopes (both worked out once per session tokens and cached),
+when its authorisation expires, and how a long-lived connection may extend it; the guard
+judges it against the route's rule and puts it on the request (`PRINCIPAL`) for the proxy and
+the WebSocket code to read.
+
+A session's scopes are read from the access token it holds, without verifying it again: the
+gateway received it from the token endpoint itself, over TLS, in the response that also carried
+the verified ID token. A session that keeps no access token has no scopes.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, Protocol
 
 from aiohttp import web
@@ -33,12 +40,29 @@ async def cannot_renew() -> float | None:
 
 @dataclass(frozen=True)
 class Principal:
+    """Who makes a request. `scopes` are the access token's (None: not read yet)."""
+
     kind: Literal["session", "bearer"]
     identity: Identity
     expires_at: float
     headers: Mapping[str, str]
     session_id: str | None = None
     renew: Renewal = cannot_renew
+    scopes: frozenset[str] | None = None
+
+
+def token_scopes(access_token: str | None) -> frozenset[str]:
+    """The `scope` claim of a JWT access token, read without verifying it (see the module
+    docstring for when that is right); empty when there is none or it cannot be read."""
+    if not access_token or access_token.count(".") != 2:
+        return frozenset()
+    payload = access_token.split(".")[1]
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except ValueError:  # bad base64 (binascii.Error), bad UTF-8 or bad JSON
+        return frozenset()
+    scope = claims.get("scope") if isinstance(claims, dict) else None
+    return frozenset(scope.split()) if isinstance(scope, str) else frozenset()
 
 
 PRINCIPAL = web.RequestKey("principal", Principal)
@@ -57,23 +81,28 @@ class Principals:
         self._sessions = sessions
         self._bearer = bearer
         self._headers = headers
-        self._built: BoundedCache[tuple[str, float], Mapping[str, str]] = BoundedCache(
-            HEADERS_CACHE_SIZE, clock=clock)
+        self._built: BoundedCache[tuple[str, float], tuple[Mapping[str, str], frozenset[str]]] = (
+            BoundedCache(HEADERS_CACHE_SIZE, clock=clock))
 
     async def of(self, request: web.Request) -> Principal | None:
         """The request's principal; InvalidBearerToken for a bearer token that fails."""
         if self._bearer is not None:
             token = bearer_token(request)
             if token is not None:
-                return await self._bearer.principal(token)
+                principal = await self._bearer.principal(token)
+                if principal.scopes is None:
+                    principal = replace(principal, scopes=token_scopes(token))
+                return principal
         session = await self._sessions.session(request)
         if session is None:
             return None
         key = (session.sid, session.tokens_expire_at)
-        headers = self._built.get(key)
-        if headers is None:
-            headers = self._headers.build(session.identity, access_token=session.access_token,
-                                          exp=session.tokens_expire_at)
-            self._built.put(key, headers, expires_at=session.tokens_expire_at)
+        built = self._built.get(key)
+        if built is None:
+            built = (self._headers.build(session.identity, access_token=session.access_token,
+                                         exp=session.tokens_expire_at),
+                     token_scopes(session.access_token))
+            self._built.put(key, built, expires_at=session.tokens_expire_at)
+        headers, scopes = built
         return Principal("session", session.identity, session.tokens_expire_at, headers,
-                         session.sid, self._sessions.renewal(session))
+                         session.sid, self._sessions.renewal(session), scopes)

@@ -2,8 +2,10 @@
 
 `SignIn.redirect` answers a navigation that needs a principal: 302 to the IdP's authorize
 endpoint, with the sign-in remembered in its own short-lived cookie (auth/pending.py) and the
-return path checked for same-origin. `GET /oauth2/sign_in?rd=&identity_provider=` starts one
-explicitly; `identity_provider` is honoured only when `cognito.identity_providers` lists it.
+return path checked for same-origin, at the identity provider of the rule that asked for it
+(`identity_provider=` at /authorize: Cognito skips its provider choice).
+`GET /oauth2/sign_in?rd=&identity_provider=` starts one explicitly; `identity_provider` is
+honoured only when `cognito.identity_providers` or a rule names it (anything else is ignored).
 `GET /oauth2/callback` checks the state against this browser's pending sign-ins, exchanges the
 code, verifies the ID token (auth/issuer.py) and starts the session (sessions/layer.py).
 """

@@ -1,27 +1,80 @@
 """Who is signed in, for programs: /oauth2/userinfo, and forward-auth for other proxies.
 
 `GET /oauth2/userinfo` answers the request's principal as JSON (401 without one).
-`GET /oauth2/auth` is forward-auth for nginx `auth_request`, Traefik `forwardAuth` and Envoy
-`ext_authz`: the guard decides on the original request, 202 with the identity headers when it
-passes, 401 without a principal, 403 when it is denied. The original method and URI come from
-`X-Forwarded-Method`/`X-Forwarded-Uri` (or `X-Original-Method`/`X-Original-URI`) and are
-believed only from `server.trusted_proxies`; the URI is normalised like any request target, and
-without it no path counts as public.
+
+`/oauth2/auth` is forward-auth for nginx `auth_request`, Traefik `forwardAuth` and Envoy
+`ext_authz`, and answers every method (Envoy keeps the client's). The guard decides on the
+original request with the same rules as the proxy: 202 with the identity headers when it
+passes, 401 without a principal, 403 when denied, 400 for a target servers read differently.
+The original URI comes from `X-Forwarded-Uri` or `X-Original-URI`, the original method from
+`X-Forwarded-Method` or `X-Original-Method`, believed only from `server.trusted_proxies`; two
+of them that disagree are refused (400). The URI is normalised like any request target, and
+without it no path counts as public; without a method header the request's own method counts.
+
+Query switches (only those before an `envoy_path` parameter count: what follows is the
+client's own path, appended by Envoy):
+- `status=200`: answer 200 instead of 202 when the request passes (Envoy allows only 200);
+- `redirect=1`: where the proxy would send a browser to sign in, answer that redirect (302)
+  instead of the 401, for proxies that hand the answer to the client (Envoy, Traefik, the
+  nginx snippet's second call).
+A 401 names the way to sign in (`sign_in_url`) for the original target either way.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
 from aiohttp import web
 
-from gateway.auth.guard import Guard
+from gateway.auth.classify import is_navigation
+from gateway.auth.guard import Guard, refusal
 from gateway.auth.principal import Principals
-from gateway.errors import BadTarget, Forbidden, Unauthenticated
+from gateway.errors import BadTarget, Unauthenticated
 from gateway.pages import json_response
-from gateway.routing import Endpoint
+from gateway.routing import Endpoint, Handler
 from gateway.target import RequestTarget, parse_target
 from gateway.upstream.forwarding import TrustedProxies
 
 ORIGINAL_URI_HEADERS = ("X-Forwarded-Uri", "X-Original-URI")
+ORIGINAL_METHOD_HEADERS = ("X-Forwarded-Method", "X-Original-Method")
+SWITCHES_END = "envoy_path"
+
+
+class EveryMethod(Mapping[str, Handler]):
+    """An endpoint's handlers when one handler answers every method."""
+
+    def __init__(self, handler: Handler) -> None:
+        self._handler = handler
+
+    def __getitem__(self, method: str) -> Handler:
+        return self._handler
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+@dataclass(frozen=True)
+class Switches:
+    """The query switches of a forward-auth request (see the module docstring)."""
+
+    status: int = 202
+    redirect: bool = False
+
+    @classmethod
+    def of(cls, request: web.Request) -> Switches:
+        status, redirect = 202, False
+        for name, value in request.query.items():
+            if name == SWITCHES_END:
+                break
+            if name == "status":
+                status = 200 if value == "200" else 202
+            elif name == "redirect":
+                redirect = value == "1"
+        return cls(status, redirect)
 
 
 class Whoami:
@@ -32,7 +85,7 @@ class Whoami:
 
     def endpoints(self) -> dict[str, Endpoint]:
         return {"/oauth2/userinfo": Endpoint({"GET": self.userinfo}),
-                "/oauth2/auth": Endpoint({"GET": self.forward_auth})}
+                "/oauth2/auth": Endpoint(EveryMethod(self.forward_auth))}
 
     async def userinfo(self, request: web.Request) -> web.StreamResponse:
         """The principal's identity as JSON; 401 without a session or bearer token."""
@@ -46,25 +99,42 @@ class Whoami:
             "expires_at": int(principal.expires_at)})
 
     async def forward_auth(self, request: web.Request) -> web.StreamResponse:
-        """202 with identity headers, 401 without a principal, 403 when denied."""
-        original = self._original_target(request)
+        """202 (or 200) with identity headers, 401 without a principal (or the redirect to
+        sign in), 403 when denied."""
+        switches = Switches.of(request)
+        trusted = request.remote in self._trusted
+        original = self._original_target(request) if trusted else None
+        method = self._original_method(request) if trusted else request.method
         if original is not None and len(
-                {self._guard.route(request.method, r) for r in original.readings}) > 1:
+                {self._guard.route(method, r) for r in original.readings}) > 1:
             raise BadTarget("ambiguous_parameters", "path parameters change the decision")
-        decision = await self._guard.decide(request, original, may_redirect=False)
-        if decision.outcome == "forbidden":
-            raise Forbidden("not a member of an allowed group")
+        navigation = method.upper() in {"GET", "HEAD"} and is_navigation(
+            request if request.method in {"GET", "HEAD"} else request.clone(method="GET"))
+        decision = await self._guard.decide(request, original, method=method,
+                                            navigation=navigation,
+                                            may_redirect=switches.redirect)
         if not decision.passes:
-            raise Unauthenticated("sign-in required")
+            raise refusal(decision, return_to=original.forwarded if original else "/",
+                          page=navigation, redirect=switches.redirect)
         headers = dict(decision.principal.headers) if decision.principal else {}
-        return web.Response(status=202, headers=headers)
+        return web.Response(status=switches.status, headers=headers)
 
-    def _original_target(self, request: web.Request) -> RequestTarget | None:
-        """The target of the request being authorised, from a trusted proxy's header."""
-        if request.remote not in self._trusted:
-            return None
-        for name in ORIGINAL_URI_HEADERS:
-            value = request.headers.get(name)
-            if value is not None:
-                return parse_target(value)
-        return None
+    @staticmethod
+    def _original_target(request: web.Request) -> RequestTarget | None:
+        """The target of the request being authorised, from a trusted proxy's headers."""
+        found = {parse_target(request.headers[name]) for name in ORIGINAL_URI_HEADERS
+                 if name in request.headers}
+        if len(found) > 1:
+            raise BadTarget("conflicting_original_uri",
+                            "X-Forwarded-Uri and X-Original-URI name different targets")
+        return found.pop() if found else None
+
+    @staticmethod
+    def _original_method(request: web.Request) -> str:
+        """The method of the request being authorised, from a trusted proxy's headers."""
+        found = {request.headers[name].strip() for name in ORIGINAL_METHOD_HEADERS
+                 if name in request.headers}
+        if len(found) > 1:
+            raise BadTarget("conflicting_original_method",
+                            "X-Forwarded-Method and X-Original-Method differ")
+        return found.pop() if found else request.method

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from gateway.auth.policy import RULE
 from gateway.observability.logging import redact, write_rendered
 from gateway.observability.request_id import REQUEST_ID
 from gateway.observability.tracing import TRACE_ID
@@ -23,7 +24,8 @@ LOGGER_NAME = "gateway.access"
 
 
 class JsonAccessLogger(AbstractAccessLogger):
-    """Logs `event="request"` with method, path, status, duration and the request id."""
+    """Logs `event="request"` with method, path, status, duration and the request id, and the
+    deciding rule (`rule`) of a request the guard decided on."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         fields = {
@@ -37,6 +39,9 @@ class JsonAccessLogger(AbstractAccessLogger):
         trace_id = request.get(TRACE_ID)
         if trace_id is not None:
             fields["trace_id"] = trace_id
+        rule = request.get(RULE)
+        if rule is not None:
+            fields["rule"] = rule
         write_rendered(json.dumps(redact(None, "info", fields)))
 
     @property
