@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
+from typing import Any
 
 import jwt
 import pytest
 
-from .flows import basic
+from gateway.devidp import DevIdp
+
+from .flows import Flows, basic
 
 
-async def _json(flows, method, url, **kw):
-    async with flows.http.request(method, url, **kw) as response:
-        return response.status, await response.json(content_type=None)
+async def _json(
+    flows: Flows, method: str, url: str, body: object = None
+) -> tuple[int, dict[str, Any]]:
+    """Send `body` (if any) as JSON; return the status and the JSON object answered."""
+    async with flows.http.request(method, url, json=body) as response:
+        answer: dict[str, Any] = await response.json(content_type=None)
+        return response.status, answer
 
 
-async def test_discovery_has_exactly_cognitos_fields(flows, idp):
+async def test_discovery_has_exactly_cognitos_fields(flows: Flows, idp: DevIdp) -> None:
     """Discovery has Cognito's field set: endpoints on the domain, jwks_uri on the issuer."""
     status, doc = await _json(flows, "GET", f"{idp.issuer}/.well-known/openid-configuration")
     assert status == 200
@@ -38,7 +46,7 @@ async def test_discovery_has_exactly_cognitos_fields(flows, idp):
     }
 
 
-async def test_jwks_has_two_rsa_keys_one_per_token_use(flows, idp):
+async def test_jwks_has_two_rsa_keys_one_per_token_use(flows: Flows, idp: DevIdp) -> None:
     """Two RS256 signing keys; ID tokens use the first kid, access tokens the second."""
     status, doc = await _json(flows, "GET", f"{idp.issuer}/.well-known/jwks.json")
     assert status == 200
@@ -52,7 +60,7 @@ async def test_jwks_has_two_rsa_keys_one_per_token_use(flows, idp):
 
 
 @pytest.mark.parametrize("via", ["http", "method"])
-async def test_rotate_keys_replaces_both_kids(flows, idp, via):
+async def test_rotate_keys_replaces_both_kids(flows: Flows, idp: DevIdp, via: str) -> None:
     """Rotation gives new kids, drops the old ones, and old access tokens fail userInfo."""
     before = await flows.tokens()
     _, old = await _json(flows, "GET", f"{idp.issuer}/.well-known/jwks.json")
@@ -72,7 +80,9 @@ async def test_rotate_keys_replaces_both_kids(flows, idp, via):
 
 
 @pytest.mark.parametrize("via", ["http", "method"])
-async def test_global_sign_out_revokes_refresh_and_access_tokens(flows, idp, via):
+async def test_global_sign_out_revokes_refresh_and_access_tokens(
+    flows: Flows, idp: DevIdp, via: str
+) -> None:
     """Global sign-out kills every refresh token of the user and their access tokens."""
     first, second = await flows.tokens(), await flows.tokens(client_id="spa")
     if via == "http":
@@ -85,14 +95,14 @@ async def test_global_sign_out_revokes_refresh_and_access_tokens(flows, idp, via
     assert (await flows.userinfo(first["access_token"])).status == 401
 
 
-async def test_admin_unknown_user_or_client_is_404(flows, idp):
+async def test_admin_unknown_user_or_client_is_404(flows: Flows, idp: DevIdp) -> None:
     """Admin hooks answer 404 for an unknown user or client."""
     url = idp.base_url
     assert (await _json(flows, "POST", f"{url}/_admin/users/nobody/global-sign-out"))[0] == 404
     assert (await _json(flows, "POST", f"{url}/_admin/clients/nobody/disable"))[0] == 404
 
 
-async def test_disable_and_enable_client_over_http(flows, idp):
+async def test_disable_and_enable_client_over_http(flows: Flows, idp: DevIdp) -> None:
     """/_admin/clients/{id}/disable makes the client fail; /enable restores it."""
     auth = basic("machine", "machine-secret")
     grant = {"grant_type": "client_credentials"}
@@ -102,13 +112,13 @@ async def test_disable_and_enable_client_over_http(flows, idp):
     assert (await flows.token(grant, auth=auth))[0] == 200
 
 
-async def test_fault_with_count_answers_that_many_calls(flows, idp):
+async def test_fault_with_count_answers_that_many_calls(flows: Flows, idp: DevIdp) -> None:
     """A fault with count=2 answers the next two calls with its status, body and type."""
     status, _ = await _json(
         flows,
         "POST",
         f"{idp.base_url}/_admin/faults",
-        json={"endpoint": "token", "status": 503, "body": "<h1>down</h1>", "count": 2},
+        {"endpoint": "token", "status": 503, "body": "<h1>down</h1>", "count": 2},
     )
     assert status == 200
     grant = {"grant_type": "client_credentials"}
@@ -132,7 +142,9 @@ async def test_fault_with_count_answers_that_many_calls(flows, idp):
         ("userInfo", lambda idp: f"{idp.base_url}/oauth2/userInfo"),
     ],
 )
-async def test_fault_without_count_lasts_until_cleared(flows, idp, endpoint, url_of):
+async def test_fault_without_count_lasts_until_cleared(
+    flows: Flows, idp: DevIdp, endpoint: str, url_of: Callable[[DevIdp], str]
+) -> None:
     """A fault without count answers every call until DELETE /_admin/faults."""
     idp.add_fault(endpoint, 500, body='{"x": 1}', content_type="application/json")
     for _ in range(3):
@@ -142,7 +154,7 @@ async def test_fault_without_count_lasts_until_cleared(flows, idp, endpoint, url
     assert (await flows.get(url_of(idp))).status != 500
 
 
-async def test_delay_only_fault_delays_then_answers_normally(flows, idp):
+async def test_delay_only_fault_delays_then_answers_normally(flows: Flows, idp: DevIdp) -> None:
     """A fault without a status sleeps delay_seconds, then the endpoint answers as usual."""
     idp.add_fault("revoke", delay_seconds=0.3, count=1)
     started = time.monotonic()
@@ -155,7 +167,7 @@ async def test_delay_only_fault_delays_then_answers_normally(flows, idp):
     assert time.monotonic() - started >= 0.3
 
 
-async def test_delay_fault_can_outlast_a_client_timeout(flows, idp):
+async def test_delay_fault_can_outlast_a_client_timeout(flows: Flows, idp: DevIdp) -> None:
     """A long delay lets a client's own timeout fire first."""
     idp.add_fault("jwks", delay_seconds=0.5, count=1)
     with pytest.raises(asyncio.TimeoutError):
@@ -166,23 +178,25 @@ async def test_delay_fault_can_outlast_a_client_timeout(flows, idp):
 @pytest.mark.parametrize(
     "body",
     [
-        {"endpoint": "nope", "status": 500},
-        {"status": 500},
-        {"endpoint": "token", "status": 42},
-        {"endpoint": "token", "count": 0},
-        {"endpoint": "token", "status": "500"},
-        {"endpoint": "token", "unknown": 1},
-        [],
+        pytest.param({"endpoint": "nope", "status": 500}, id="unknown-endpoint"),
+        pytest.param({"status": 500}, id="no-endpoint"),
+        pytest.param({"endpoint": "token", "status": 42}, id="status-not-http"),
+        pytest.param({"endpoint": "token", "count": 0}, id="zero-count"),
+        pytest.param({"endpoint": "token", "status": "500"}, id="status-as-string"),
+        pytest.param({"endpoint": "token", "unknown": 1}, id="unknown-key"),
+        pytest.param([], id="not-an-object"),
     ],
 )
-async def test_malformed_fault_is_400(flows, idp, body):
+async def test_malformed_fault_is_400(
+    flows: Flows, idp: DevIdp, body: dict[str, object] | list[object]
+) -> None:
     """A fault the IdP cannot arm is refused with 400 and an error message."""
-    status, answer = await _json(flows, "POST", f"{idp.base_url}/_admin/faults", json=body)
+    status, answer = await _json(flows, "POST", f"{idp.base_url}/_admin/faults", body)
     assert status == 400
     assert answer["error"]
 
 
-async def test_stats_count_token_requests_and_reset(flows, idp):
+async def test_stats_count_token_requests_and_reset(flows: Flows, idp: DevIdp) -> None:
     """GET /_admin/stats reports token requests by grant type; reset zeroes them."""
     body = await flows.tokens()
     await flows.refresh(body["refresh_token"])

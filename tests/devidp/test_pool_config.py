@@ -7,6 +7,7 @@ import signal
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,7 +17,7 @@ from gateway.devidp.cli import describe
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "dev-idp.example.toml"
 
 
-def test_user_sub_defaults_to_a_stable_uuid():
+def test_user_sub_defaults_to_a_stable_uuid() -> None:
     """A user without sub gets the same UUID every time, derived from the username."""
     first, again = User("carol", "pw"), User("carol", "pw")
     assert first.sub == again.sub == first.subject
@@ -27,25 +28,42 @@ def test_user_sub_defaults_to_a_stable_uuid():
 @pytest.mark.parametrize(
     ("kwargs", "problem"),
     [
-        ({"allowed_flows": ["password"]}, "allowed_flows: unknown"),
-        ({"allowed_flows": ["client_credentials"]}, "requires a client_secret"),
-        (
+        pytest.param({"allowed_flows": ["password"]}, "allowed_flows: unknown", id="unknown-flow"),
+        pytest.param(
+            {"allowed_flows": ["client_credentials"]},
+            "requires a client_secret",
+            id="client-credentials-without-secret",
+        ),
+        pytest.param(
             {"client_secret": "s", "allowed_flows": ["code", "client_credentials"]},
             "cannot be combined",
+            id="code-with-client-credentials",
         ),
-        ({"allowed_flows": ["code"]}, "callback_urls: the code and implicit flows"),
-        ({"client_secret": ""}, "client_secret: must not be empty"),
-        ({"rotation_grace_seconds": 61, "callback_urls": ["http://x/"]}, "rotation_grace_seconds"),
-        ({"auth_code_validity_seconds": 0, "callback_urls": ["http://x/"]}, "auth_code_validity"),
+        pytest.param(
+            {"allowed_flows": ["code"]},
+            "callback_urls: the code and implicit flows",
+            id="code-without-callback-urls",
+        ),
+        pytest.param({"client_secret": ""}, "client_secret: must not be empty", id="empty-secret"),
+        pytest.param(
+            {"rotation_grace_seconds": 61, "callback_urls": ["http://x/"]},
+            "rotation_grace_seconds",
+            id="grace-over-60s",
+        ),
+        pytest.param(
+            {"auth_code_validity_seconds": 0, "callback_urls": ["http://x/"]},
+            "auth_code_validity",
+            id="zero-code-validity",
+        ),
     ],
 )
-def test_app_client_rejects_what_cognito_rejects(kwargs, problem):
+def test_app_client_rejects_what_cognito_rejects(kwargs: dict[str, Any], problem: str) -> None:
     """An AppClient breaking a Cognito configuration rule raises ValueError naming the field."""
     with pytest.raises(ValueError, match=problem):
         AppClient("c", **kwargs)
 
 
-def test_pool_rejects_unknown_scopes_and_duplicates():
+def test_pool_rejects_unknown_scopes_and_duplicates() -> None:
     """A pool lists every problem: duplicate users, unknown custom scopes."""
     client = AppClient("c", callback_urls=["http://x/"], allowed_scopes=["openid", "api/read"])
     with pytest.raises(ValueError, match=r"defined twice.*api/read") as info:
@@ -53,34 +71,43 @@ def test_pool_rejects_unknown_scopes_and_duplicates():
     assert "users[1].username" in str(info.value)
 
 
-def test_demo_pool_has_the_demo_user_and_client():
+def test_demo_pool_has_the_demo_user_and_client() -> None:
     """demo_pool: user demo/demo-password-1, client demo-client offering PartnerSAML too."""
     pool = demo_pool("http://gw/cb", "http://gw/out")
     user = pool.user("demo")
+    assert user is not None, "demo_pool defines the user demo"
     assert (user.password, user.email, user.groups) == (
         "demo-password-1",
         "demo@example.com",
         ["demo-users", "admins"],
     )
     client = pool.client("demo-client")
+    assert client is not None, "demo_pool defines the client demo-client"
     assert client.client_secret
     assert client.allowed_flows == ["code"]
     assert (client.callback_urls, client.logout_urls) == (["http://gw/cb"], ["http://gw/out"])
     assert (client.client_name, client.supported_identity_providers) == (
-        "Demo app", ["COGNITO", "PartnerSAML"])
-    assert pool.provider("PartnerSAML").user("carol@partner.example") is not None
+        "Demo app",
+        ["COGNITO", "PartnerSAML"],
+    )
+    partner = pool.provider("PartnerSAML")
+    assert partner is not None, "demo_pool defines the provider PartnerSAML"
+    assert partner.user("carol@partner.example") is not None
 
 
-def test_example_config_loads():
+def test_example_config_loads() -> None:
     """config/dev-idp.example.toml is a valid pool."""
     pool = load_pool(EXAMPLE)
     assert [u.username for u in pool.users] == ["demo", "federated-bob"]
-    assert pool.client("spa-client").client_secret is None
-    assert pool.client("worker-client").allowed_flows == ["client_credentials"]
+    spa, worker = pool.client("spa-client"), pool.client("worker-client")
+    assert spa is not None, "the example defines the client spa-client"
+    assert worker is not None, "the example defines the client worker-client"
+    assert spa.client_secret is None
+    assert worker.allowed_flows == ["client_credentials"]
     assert pool.users[0].attributes["custom:tenant"] == "acme"
 
 
-def test_load_pool_names_every_bad_key_at_once(tmp_path):
+def test_load_pool_names_every_bad_key_at_once(tmp_path: Path) -> None:
     """Unknown keys, missing keys and wrongly typed values are all reported in one error."""
     path = tmp_path / "pool.toml"
     path.write_text(
@@ -110,7 +137,7 @@ access_token_validity_seconds = 1.5
         assert expected in message
 
 
-def test_load_pool_reports_rule_violations_by_key(tmp_path):
+def test_load_pool_reports_rule_violations_by_key(tmp_path: Path) -> None:
     """Values of the right type that break a client rule are named by their key too."""
     path = tmp_path / "pool.toml"
     path.write_text('[[clients]]\nclient_id = "c"\nallowed_flows = ["client_credentials"]\n')
@@ -118,7 +145,7 @@ def test_load_pool_reports_rule_violations_by_key(tmp_path):
         load_pool(path)
 
 
-def test_load_pool_rejects_invalid_toml(tmp_path):
+def test_load_pool_rejects_invalid_toml(tmp_path: Path) -> None:
     """A file that is not TOML is a ValueError too."""
     path = tmp_path / "pool.toml"
     path.write_text("users = [")
@@ -126,7 +153,7 @@ def test_load_pool_rejects_invalid_toml(tmp_path):
         load_pool(path)
 
 
-async def test_describe_lists_issuer_clients_and_users():
+async def test_describe_lists_issuer_clients_and_users() -> None:
     """The CLI banner names the issuer, each client's secret and each user's password."""
     async with DevIdp(demo_pool("http://gw/cb", "http://gw/out")) as idp:
         text = describe(idp)
@@ -135,12 +162,13 @@ async def test_describe_lists_issuer_clients_and_users():
     assert "user demo  password: demo-password-1" in text
 
 
-async def test_serve_forever_runs_until_sigint():
+async def test_serve_forever_runs_until_sigint() -> None:
     """serve_forever prints the issuer, serves, and exits cleanly on SIGINT."""
     code = "from gateway.devidp.cli import serve_forever; serve_forever('127.0.0.1', 0, None)"
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE
     )
+    assert process.stdout is not None, "stdout=PIPE gives the child's output as a stream"
     try:
         first = await asyncio.wait_for(process.stdout.readline(), 10)
         assert b"dev IdP for user pool local-1_DevPool01" in first

@@ -5,10 +5,16 @@ from __future__ import annotations
 import jwt
 import pytest
 
-from .flows import CALLBACK, SECRETS, basic, pkce_pair
+from gateway.devidp import DevIdp
+from tests.support.clock import ManualClock
+
+from .flows import CALLBACK, SECRETS, Flows, basic, pkce_pair
+
+WEB = basic("web", SECRETS["web"])
+MACHINE = basic("machine", SECRETS["machine"])
 
 
-async def test_code_flow_with_pkce_returns_cognito_shaped_tokens(flows, idp):
+async def test_code_flow_with_pkce_returns_cognito_shaped_tokens(flows: Flows, idp: DevIdp) -> None:
     """A public client's code + PKCE exchange returns Cognito-shaped ID, access, refresh tokens."""
     verifier, challenge = pkce_pair()
     code = await flows.code(
@@ -36,6 +42,7 @@ async def test_code_flow_with_pkce_returns_cognito_shaped_tokens(flows, idp):
     idt = await flows.verify(body["id_token"])
     at = await flows.verify(body["access_token"])
     alice = idp.pool.user("alice")
+    assert alice is not None, "the test pool has the user alice"
     assert idt["aud"] == "spa"
     assert idt["token_use"] == "id"
     assert idt["sub"] == alice.subject
@@ -63,7 +70,7 @@ async def test_code_flow_with_pkce_returns_cognito_shaped_tokens(flows, idp):
     assert 1600 <= len(refresh) <= 2000
 
 
-async def test_user_without_groups_or_email_gets_no_such_claims(flows):
+async def test_user_without_groups_or_email_gets_no_such_claims(flows: Flows) -> None:
     """cognito:groups, email and email_verified are left out when the user has none."""
     body = await flows.tokens(username="bob", password="bob-password-1")
     idt = await flows.verify(body["id_token"])
@@ -73,14 +80,14 @@ async def test_user_without_groups_or_email_gets_no_such_claims(flows):
     assert "cognito:groups" not in at
 
 
-async def test_scope_without_openid_gets_no_id_token(flows):
+async def test_scope_without_openid_gets_no_id_token(flows: Flows) -> None:
     """Without the openid scope the code grant returns no id_token."""
     body = await flows.tokens(scope="email profile")
     assert "id_token" not in body
     assert set(body) == {"access_token", "refresh_token", "expires_in", "token_type"}
 
 
-async def test_client_secret_post_is_accepted(flows):
+async def test_client_secret_post_is_accepted(flows: Flows) -> None:
     """client_id and client_secret in the body authenticate a confidential client."""
     code = await flows.code()
     status, _, body = await flows.token(
@@ -95,13 +102,13 @@ async def test_client_secret_post_is_accepted(flows):
     assert status == 200, body
 
 
-async def test_get_is_method_not_allowed(flows, idp):
+async def test_get_is_method_not_allowed(flows: Flows, idp: DevIdp) -> None:
     """GET /oauth2/token answers 405."""
     response = await flows.get(f"{idp.base_url}/oauth2/token")
     assert response.status == 405
 
 
-async def test_reused_code_is_invalid_grant(flows):
+async def test_reused_code_is_invalid_grant(flows: Flows) -> None:
     """A code redeemed once is invalid_grant the second time."""
     code = await flows.code()
     assert (await flows.exchange(code))[0] == 200
@@ -112,7 +119,7 @@ async def test_reused_code_is_invalid_grant(flows):
     assert headers["x-amz-cognito-request-id"]
 
 
-async def test_expired_code_is_invalid_grant(flows, clock):
+async def test_expired_code_is_invalid_grant(flows: Flows, clock: ManualClock) -> None:
     """A code older than auth_code_validity_seconds is invalid_grant."""
     code = await flows.code(client_id="short")
     await clock.advance(1.1)
@@ -121,19 +128,21 @@ async def test_expired_code_is_invalid_grant(flows, clock):
 
 
 @pytest.mark.parametrize(
-    ("verifier", "description"),
-    [("wrong-verifier-" + "x" * 40, "wrong"), (None, "missing")],
+    "verifier",
+    [pytest.param("wrong-verifier-" + "x" * 40, id="wrong"), pytest.param(None, id="missing")],
 )
-async def test_bad_pkce_verifier_is_invalid_grant(flows, verifier, description):
+async def test_bad_pkce_verifier_is_invalid_grant(flows: Flows, verifier: str | None) -> None:
     """A wrong or missing code_verifier is invalid_grant (UNCONFIRMED choice)."""
     _, challenge = pkce_pair()
     code = await flows.code(client_id="spa", code_challenge=challenge, code_challenge_method="S256")
     extra = {"code_verifier": verifier} if verifier is not None else {}
     status, _, body = await flows.exchange(code, client_id="spa", **extra)
-    assert (status, body) == (400, {"error": "invalid_grant"}), description
+    assert (status, body) == (400, {"error": "invalid_grant"})
 
 
-async def test_redirect_uri_mismatch_is_unauthorized_client_invalid_redirect(flows):
+async def test_redirect_uri_mismatch_is_unauthorized_client_invalid_redirect(
+    flows: Flows,
+) -> None:
     """A redirect_uri differing from the authorize one (trailing slash) is invalid_redirect."""
     code = await flows.code()
     status, _, body = await flows.exchange(code, redirect_uri=CALLBACK + "/")
@@ -141,14 +150,14 @@ async def test_redirect_uri_mismatch_is_unauthorized_client_invalid_redirect(flo
     assert body == {"error": "unauthorized_client", "error_description": "invalid_redirect"}
 
 
-async def test_code_of_another_client_is_invalid_grant(flows):
+async def test_code_of_another_client_is_invalid_grant(flows: Flows) -> None:
     """A code is bound to the client it was issued to."""
     code = await flows.code(client_id="spa")
     status, _, body = await flows.exchange(code, client_id="web")
     assert (status, body) == (400, {"error": "invalid_grant"})
 
 
-async def test_disabled_client_is_invalid_client(flows, idp):
+async def test_disabled_client_is_invalid_client(flows: Flows, idp: DevIdp) -> None:
     """A disabled client fails client authentication."""
     code = await flows.code()
     idp.set_client_enabled("web", False)
@@ -156,21 +165,19 @@ async def test_disabled_client_is_invalid_client(flows, idp):
     assert (status, body) == (400, {"error": "invalid_client"})
 
 
-def _code_grant(**overrides):
-    data = {"grant_type": "authorization_code", "code": "CODE", "redirect_uri": CALLBACK}
-    data.update(overrides)
-    return {k: v for k, v in data.items() if v is not None}
+def _code_grant(**overrides: str | None) -> dict[str, str]:
+    """An authorization_code grant's form; an override of None leaves that field out."""
+    defaults = {"grant_type": "authorization_code", "code": "CODE", "redirect_uri": CALLBACK}
+    return {k: v for k, v in {**defaults, **overrides}.items() if v is not None}
 
 
 @pytest.mark.parametrize(
     ("data", "auth", "error"),
     [
-        pytest.param(
-            {"code": "CODE"}, basic("web", "web-secret"), "invalid_request", id="no-grant-type"
-        ),
+        pytest.param({"code": "CODE"}, WEB, "invalid_request", id="no-grant-type"),
         pytest.param(
             {"grant_type": "password"},
-            basic("web", "web-secret"),
+            WEB,
             "unsupported_grant_type",
             id="unknown-grant-type",
         ),
@@ -192,72 +199,62 @@ def _code_grant(**overrides):
         ),
         pytest.param(
             _code_grant(client_id="other"),
-            basic("web", "web-secret"),
+            WEB,
             "invalid_client",
             id="body-client-id-differs-from-basic",
         ),
         pytest.param(_code_grant(), "Basic %%%", "invalid_client", id="malformed-basic"),
-        pytest.param(
-            _code_grant(code=None), basic("web", "web-secret"), "invalid_request", id="no-code"
-        ),
-        pytest.param(
-            _code_grant(redirect_uri=None),
-            basic("web", "web-secret"),
-            "invalid_request",
-            id="no-redirect-uri",
-        ),
-        pytest.param(_code_grant(), basic("web", "web-secret"), "invalid_grant", id="unknown-code"),
-        pytest.param(
-            _code_grant(),
-            basic("machine", "machine-secret"),
-            "unauthorized_client",
-            id="code-grant-not-enabled",
-        ),
+        pytest.param(_code_grant(code=None), WEB, "invalid_request", id="no-code"),
+        pytest.param(_code_grant(redirect_uri=None), WEB, "invalid_request", id="no-redirect-uri"),
+        pytest.param(_code_grant(), WEB, "invalid_grant", id="unknown-code"),
+        pytest.param(_code_grant(), MACHINE, "unauthorized_client", id="code-grant-not-enabled"),
         pytest.param(
             {"grant_type": "refresh_token"},
-            basic("web", "web-secret"),
+            WEB,
             "invalid_request",
             id="no-refresh-token",
         ),
         pytest.param(
             {"grant_type": "refresh_token", "refresh_token": "a.b.c.d.e"},
-            basic("web", "web-secret"),
+            WEB,
             "invalid_grant",
             id="unknown-refresh-token",
         ),
         pytest.param(
             {"grant_type": "refresh_token", "refresh_token": "a.b.c.d.e"},
-            basic("machine", "machine-secret"),
+            MACHINE,
             "unauthorized_client",
             id="refresh-grant-not-enabled",
         ),
         pytest.param(
             {"grant_type": "client_credentials"},
-            basic("web", "web-secret"),
+            WEB,
             "unauthorized_client",
             id="client-credentials-not-enabled",
         ),
         pytest.param(
             {"grant_type": "client_credentials", "scope": "openid"},
-            basic("machine", "machine-secret"),
+            MACHINE,
             "invalid_scope",
             id="client-credentials-openid",
         ),
         pytest.param(
             {"grant_type": "client_credentials", "scope": "api/admin"},
-            basic("machine", "machine-secret"),
+            MACHINE,
             "invalid_scope",
             id="client-credentials-unallowed-scope",
         ),
         pytest.param(
             {"grant_type": "client_credentials", "scope": "nope/read"},
-            basic("machine", "machine-secret"),
+            MACHINE,
             "invalid_scope",
             id="client-credentials-unknown-scope",
         ),
     ],
 )
-async def test_token_errors(flows, data, auth, error):
+async def test_token_errors(
+    flows: Flows, data: dict[str, str], auth: str | None, error: str
+) -> None:
     """Each malformed or refused token request gets Cognito's 400 JSON error."""
     status, headers, body = await flows.token(data, auth=auth)
     assert status == 400
@@ -266,11 +263,11 @@ async def test_token_errors(flows, data, auth, error):
     assert headers["Access-Control-Allow-Origin"] == "*"
 
 
-async def test_client_credentials_token_has_client_as_subject(flows):
+async def test_client_credentials_token_has_client_as_subject(flows: Flows) -> None:
     """client_credentials returns only an access token, sub = client_id, no username."""
     status, _, body = await flows.token(
         {"grant_type": "client_credentials", "scope": "api/read"},
-        auth=basic("machine", "machine-secret"),
+        auth=MACHINE,
     )
     assert status == 200
     assert set(body) == {"access_token", "expires_in", "token_type"}
@@ -281,15 +278,15 @@ async def test_client_credentials_token_has_client_as_subject(flows):
     assert not {"username", "aud"} & set(at)
 
 
-async def test_client_credentials_without_scope_grants_all_allowed_custom_scopes(flows):
+async def test_client_credentials_without_scope_grants_all_allowed_custom_scopes(
+    flows: Flows,
+) -> None:
     """No scope parameter grants every custom scope the client is allowed."""
-    _, _, body = await flows.token(
-        {"grant_type": "client_credentials"}, auth=basic("machine", "machine-secret")
-    )
+    _, _, body = await flows.token({"grant_type": "client_credentials"}, auth=MACHINE)
     assert (await flows.verify(body["access_token"]))["scope"] == "api/read api/write"
 
 
-async def test_refresh_without_rotation_returns_no_refresh_token(flows):
+async def test_refresh_without_rotation_returns_no_refresh_token(flows: Flows) -> None:
     """Refresh with rotation off: new ID and access tokens, same origin, no refresh_token."""
     first = await flows.tokens(nonce="n-1")
     status, headers, body = await flows.refresh(first["refresh_token"])
@@ -304,14 +301,14 @@ async def test_refresh_without_rotation_returns_no_refresh_token(flows):
     assert (await flows.refresh(first["refresh_token"]))[0] == 200
 
 
-async def test_refresh_without_openid_returns_no_id_token(flows):
+async def test_refresh_without_openid_returns_no_id_token(flows: Flows) -> None:
     """A refresh of a grant without openid returns no id_token."""
     first = await flows.tokens(scope="email")
     _, _, body = await flows.refresh(first["refresh_token"])
     assert set(body) == {"access_token", "expires_in", "token_type"}
 
 
-async def test_rotation_with_zero_grace_kills_the_old_refresh_token(flows):
+async def test_rotation_with_zero_grace_kills_the_old_refresh_token(flows: Flows) -> None:
     """With rotation on, refresh returns a new refresh token and the old one dies at once."""
     first = await flows.tokens(client_id="rotating")
     status, _, body = await flows.refresh(first["refresh_token"], client_id="rotating")
@@ -323,7 +320,7 @@ async def test_rotation_with_zero_grace_kills_the_old_refresh_token(flows):
     assert (await flows.refresh(body["refresh_token"], client_id="rotating"))[0] == 200
 
 
-async def test_rotation_grace_keeps_the_old_token_briefly(flows, clock):
+async def test_rotation_grace_keeps_the_old_token_briefly(flows: Flows, clock: ManualClock) -> None:
     """With a grace period the old refresh token works until the grace period ends."""
     first = await flows.tokens(client_id="graceful")
     assert (await flows.refresh(first["refresh_token"], client_id="graceful"))[0] == 200
@@ -333,7 +330,7 @@ async def test_rotation_grace_keeps_the_old_token_briefly(flows, clock):
     assert (status, body) == (400, {"error": "invalid_grant"})
 
 
-async def test_expired_refresh_token_is_invalid_grant(flows, clock):
+async def test_expired_refresh_token_is_invalid_grant(flows: Flows, clock: ManualClock) -> None:
     """A refresh token past refresh_token_validity_seconds is invalid_grant."""
     first = await flows.tokens(client_id="short")
     await clock.advance(1.1)
@@ -341,16 +338,16 @@ async def test_expired_refresh_token_is_invalid_grant(flows, clock):
     assert (status, body) == (400, {"error": "invalid_grant"})
 
 
-async def test_refresh_token_of_another_client_is_invalid_grant(flows):
+async def test_refresh_token_of_another_client_is_invalid_grant(flows: Flows) -> None:
     """A refresh token is bound to the client it was issued to."""
     first = await flows.tokens(client_id="spa")
     status, _, body = await flows.refresh(first["refresh_token"], client_id="web")
     assert (status, body) == (400, {"error": "invalid_grant"})
 
 
-async def test_token_requests_are_counted_by_grant_type(flows, idp):
+async def test_token_requests_are_counted_by_grant_type(flows: Flows, idp: DevIdp) -> None:
     """idp.token_requests counts every call by grant_type, failures included."""
     first = await flows.tokens()
     await flows.refresh(first["refresh_token"])
-    await flows.token({"grant_type": "refresh_token"}, auth=basic("web", "web-secret"))
+    await flows.token({"grant_type": "refresh_token"}, auth=WEB)
     assert idp.token_requests == {"authorization_code": 1, "refresh_token": 2}

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from .flows import SECRETS, basic
+from gateway.devidp import DevIdp
+from tests.support.clock import ManualClock
+
+from .flows import SECRETS, Flows, basic
 
 BAD_TOKEN = (
     'error="invalid_token", error_description="Access token is expired, disabled, or deleted, '
@@ -34,7 +37,9 @@ BAD_REQUEST = 'error="invalid_request", error_description="Bad OAuth2 request at
         pytest.param("openid phone", {"sub", "username", "phone_number"}, id="phone"),
     ],
 )
-async def test_userinfo_returns_attributes_by_scope(flows, idp, scope, expected):
+async def test_userinfo_returns_attributes_by_scope(
+    flows: Flows, idp: DevIdp, scope: str, expected: set[str]
+) -> None:
     """userInfo returns sub, username and the attributes the scopes allow."""
     body = await flows.tokens(scope=scope)
     response = await flows.userinfo(body["access_token"])
@@ -42,13 +47,15 @@ async def test_userinfo_returns_attributes_by_scope(flows, idp, scope, expected)
     assert response.headers["Content-Type"] == "application/json;charset=UTF-8"
     info = await response.json()
     assert set(info) == expected
-    assert info["sub"] == idp.pool.user("alice").subject
+    alice = idp.pool.user("alice")
+    assert alice is not None, "the test pool has the user alice"
+    assert info["sub"] == alice.subject
     assert info["username"] == "alice"
     if "email_verified" in info:
         assert info["email_verified"] == "true"
 
 
-async def test_userinfo_path_is_case_sensitive(flows, idp):
+async def test_userinfo_path_is_case_sensitive(flows: Flows, idp: DevIdp) -> None:
     """/oauth2/userinfo (lower case) is 404."""
     body = await flows.tokens()
     response = await flows.get(
@@ -58,39 +65,54 @@ async def test_userinfo_path_is_case_sensitive(flows, idp):
     assert response.status == 404
 
 
-async def _token_of_kind(flows, clock, kind):
-    if kind in {"id", "no-openid", "client-credentials"}:
-        if kind == "id":
-            return (await flows.tokens())["id_token"]
-        if kind == "no-openid":
-            return (await flows.tokens(scope="email"))["access_token"]
+async def _token_of_kind(flows: Flows, clock: ManualClock, kind: str) -> str:
+    """A token of `kind` (the test's parameter) that userInfo must refuse."""
+    token: str
+    if kind == "id":
+        token = (await flows.tokens())["id_token"]
+    elif kind == "no-openid":
+        token = (await flows.tokens(scope="email"))["access_token"]
+    elif kind == "client-credentials":
         _, _, body = await flows.token(
-            {"grant_type": "client_credentials"}, auth=basic("machine", "machine-secret")
+            {"grant_type": "client_credentials"}, auth=basic("machine", SECRETS["machine"])
         )
-        return body["access_token"]
-    if kind == "expired":
+        token = body["access_token"]
+    elif kind == "expired":
         token = (await flows.tokens(client_id="short"))["access_token"]
         await clock.advance(1.1)
-        return token
-    if kind == "tampered":
+    elif kind == "tampered":
         token = (await flows.tokens())["access_token"]
-        return token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
-    return "not-a-jwt"
+        token = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    else:
+        assert kind == "garbage", f"no token of kind {kind!r}"
+        token = "not-a-jwt"
+    return token
 
 
 @pytest.mark.parametrize(
     "kind", ["id", "no-openid", "client-credentials", "expired", "tampered", "garbage"]
 )
-async def test_userinfo_refuses_tokens_that_are_not_live_openid_access_tokens(flows, clock, kind):
+async def test_userinfo_refuses_tokens_that_are_not_live_openid_access_tokens(
+    flows: Flows, clock: ManualClock, kind: str
+) -> None:
     """Anything but a live access token with openid: 401 with invalid_token in WWW-Authenticate."""
-    token = await _token_of_kind(flows, clock, "garbage" if kind == "garbage" else kind)
+    token = await _token_of_kind(flows, clock, kind)
     response = await flows.userinfo(token)
     assert response.status == 401
     assert response.headers["WWW-Authenticate"] == BAD_TOKEN
 
 
-@pytest.mark.parametrize("header", [None, "Basic abc", "Bearer "])
-async def test_userinfo_without_bearer_token_is_invalid_request(flows, idp, header):
+@pytest.mark.parametrize(
+    "header",
+    [
+        pytest.param(None, id="no-authorization"),
+        pytest.param("Basic abc", id="basic"),
+        pytest.param("Bearer ", id="empty-bearer"),
+    ],
+)
+async def test_userinfo_without_bearer_token_is_invalid_request(
+    flows: Flows, idp: DevIdp, header: str | None
+) -> None:
     """No Bearer token: 400 with invalid_request in WWW-Authenticate."""
     headers = {"Authorization": header} if header is not None else {}
     response = await flows.get(f"{idp.base_url}/oauth2/userInfo", headers=headers)
@@ -98,7 +120,10 @@ async def test_userinfo_without_bearer_token_is_invalid_request(flows, idp, head
     assert response.headers["WWW-Authenticate"] == BAD_REQUEST
 
 
-async def _revoke(flows, data, auth=None):
+async def _revoke(
+    flows: Flows, data: dict[str, str], auth: str | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    """POST /oauth2/revoke: (status, headers, raw body)."""
     headers = {"Authorization": auth} if auth is not None else {}
     async with flows.http.post(
         f"{flows.idp.base_url}/oauth2/revoke", data=data, headers=headers
@@ -106,7 +131,7 @@ async def _revoke(flows, data, auth=None):
         return response.status, dict(response.headers), await response.read()
 
 
-async def test_revoke_kills_refresh_token_and_its_access_tokens(flows):
+async def test_revoke_kills_refresh_token_and_its_access_tokens(flows: Flows) -> None:
     """Revocation: 200 empty; the refresh token and every access token of its origin die."""
     first = await flows.tokens()
     _, _, refreshed = await flows.refresh(first["refresh_token"])
@@ -122,7 +147,7 @@ async def test_revoke_kills_refresh_token_and_its_access_tokens(flows):
     assert (await flows.refresh(other["refresh_token"]))[0] == 200
 
 
-async def test_public_client_revokes_with_client_id_in_body(flows):
+async def test_public_client_revokes_with_client_id_in_body(flows: Flows) -> None:
     """A public client names itself with client_id in the body."""
     first = await flows.tokens(client_id="spa")
     status, _, _ = await _revoke(flows, {"token": first["refresh_token"], "client_id": "spa"})
@@ -156,7 +181,9 @@ async def test_public_client_revokes_with_client_id_in_body(flows):
         ),
     ],
 )
-async def test_revoke_responses(flows, token, auth, status, error):
+async def test_revoke_responses(
+    flows: Flows, token: str | None, auth: str | None, status: int, error: str | None
+) -> None:
     """Each revocation request gets Cognito's status and error body."""
     tokens = await flows.tokens()
     if token == "revoked":
@@ -166,7 +193,7 @@ async def test_revoke_responses(flows, token, auth, status, error):
         "revoked": tokens["refresh_token"],
         "access": tokens["access_token"],
     }
-    data = {}
+    data: dict[str, str] = {}
     if token is not None:
         data["token"] = values.get(token, token)
     got_status, headers, body = await _revoke(flows, data, auth=auth)
