@@ -260,9 +260,14 @@ SECTIONS: dict[str, type[Any]] = {
 }
 
 
-def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
-    """Build Settings from an optional TOML file and the environment; raise ConfigError."""
+def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None, *,
+                  files: list[Path] | None = None) -> Settings:
+    """Build Settings from an optional TOML file and the environment; raise ConfigError.
+
+    `files`, when given, receives every secret file read (`<key>_file`), for a reload to watch.
+    """
     environ = os.environ if environ is None else environ
+    files = [] if files is None else files
     problems: list[ConfigProblem] = []
     raw: dict[str, Any] = {}
     if path is not None:
@@ -282,7 +287,7 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         if not isinstance(table, dict):
             problems.append(ConfigProblem(name, "must be a table"))
             table = {}
-        sections[name] = _build_section(name, cls, table, environ, problems)
+        sections[name] = _build_section(name, cls, table, environ, problems, files=files)
     settings = Settings(**sections)
     problems.extend(_cross_checks(settings))
     if problems:
@@ -307,7 +312,7 @@ def _unknown_env(environ: Mapping[str, str]) -> list[ConfigProblem]:
 
 
 def _build_section(name: str, cls: type[Any], table: dict[str, Any], environ: Mapping[str, str],
-                   problems: list[ConfigProblem]) -> Any:
+                   problems: list[ConfigProblem], *, files: list[Path]) -> Any:
     hints = typing.get_type_hints(cls)
     known = {f.name for f in fields(cls)}
     secret_files = {f"{f.name}_file" for f in fields(cls) if f.metadata["secret"]}
@@ -317,7 +322,7 @@ def _build_section(name: str, cls: type[Any], table: dict[str, Any], environ: Ma
     values: dict[str, Any] = {}
     for f in fields(cls):
         key = f"{name}.{f.name}"
-        raw_value, from_env = _raw_value(name, f.name, table, environ, problems,
+        raw_value, from_env = _raw_value(name, f.name, table, environ, problems, files=files,
                                          secret=bool(f.metadata["secret"]))
         if raw_value is MISSING:
             continue
@@ -343,13 +348,15 @@ def _build_section(name: str, cls: type[Any], table: dict[str, Any], environ: Ma
 
 
 def _raw_value(section: str, key: str, table: dict[str, Any], environ: Mapping[str, str],
-               problems: list[ConfigProblem], *, secret: bool) -> tuple[Any, bool]:
+               problems: list[ConfigProblem], *, files: list[Path],
+               secret: bool) -> tuple[Any, bool]:
     env = _env_name(section, key)
     if env in environ:
         return environ[env], True
     if secret:
         file_name = environ.get(env + "_FILE") or table.get(f"{key}_file")
         if file_name:
+            files.append(Path(file_name))
             try:
                 return Path(file_name).read_text(encoding="utf-8").strip(), True
             except OSError as exc:
