@@ -86,7 +86,7 @@ def gateway_command(run_dir: Path, project: Path) -> tuple[list[str], str]:
     """
     chosen = os.environ.get("BENCH_GATEWAY", "").strip()
     if chosen:
-        return [chosen], _shebang_python(Path(chosen))
+        return [chosen], _shebang_python(Path(chosen), variable="BENCH_GATEWAY")
     other = os.environ.get("BENCH_PYTHON", "").strip()
     if not other:
         here = Path(sys.executable).parent / "cognito-gateway"
@@ -97,7 +97,15 @@ def gateway_command(run_dir: Path, project: Path) -> tuple[list[str], str]:
 
 
 def comparison_gateway(run_dir: Path, project: Path) -> tuple[list[str], str] | None:
-    """A second gateway under BENCH_COMPARE_PYTHON, to measure in the same run; or None."""
+    """A second gateway to measure in the same run, or None.
+
+    BENCH_COMPARE_GATEWAY names another build's `cognito-gateway` outright (the code before a
+    change, say: compare two builds in one run, never figures of two runs); otherwise
+    BENCH_COMPARE_PYTHON runs this project under another interpreter.
+    """
+    chosen = os.environ.get("BENCH_COMPARE_GATEWAY", "").strip()
+    if chosen:
+        return [chosen], _shebang_python(Path(chosen), variable="BENCH_COMPARE_GATEWAY")
     other = os.environ.get("BENCH_COMPARE_PYTHON", "").strip()
     if not other:
         return None
@@ -116,13 +124,13 @@ def venv_gateway(name: str, run_dir: Path, project: Path, *,
     return [str(venv / "bin" / "cognito-gateway")], str(venv / "bin" / "python")
 
 
-def _shebang_python(script: Path) -> str:
+def _shebang_python(script: Path, *, variable: str) -> str:
     try:
         first = script.read_bytes()[:300].split(b"\n", 1)[0].decode()
     except (OSError, UnicodeDecodeError) as exc:
-        raise FileNotFoundError(f"BENCH_GATEWAY={script}: cannot read it ({exc})") from exc
+        raise FileNotFoundError(f"{variable}={script}: cannot read it ({exc})") from exc
     if not first.startswith("#!"):
-        raise FileNotFoundError(f"BENCH_GATEWAY={script}: not a console script (no #! line)")
+        raise FileNotFoundError(f"{variable}={script}: not a console script (no #! line)")
     return first[2:].strip().split()[0]
 
 
