@@ -24,6 +24,8 @@ HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
     "upgrade", "proxy-authenticate", "proxy-authorization", "expect",
 })
+# Host is the upstream's; the body's framing is the upstream client's (from the body it sends).
+_NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length"}
 _CLIENT_FORBIDDEN_PREFIXES = ("x-auth-request-", "x-amzn-oidc-", "x-forwarded-")
 _CLIENT_FORBIDDEN = frozenset({
     "forwarded", "x-real-ip", "x-forwarded-user", "x-forwarded-email", "x-forwarded-groups",
@@ -75,7 +77,7 @@ def upstream_request_headers(
 
     `scheme` and `host` are the public URL's, used unless a trusted proxy says otherwise.
     """
-    dropped = HOP_BY_HOP | {"host"} | _connection_tokens(incoming)
+    dropped = _NOT_FORWARDED | _connection_tokens(incoming)
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in incoming.items():
         if name.lower() in dropped or not client_may_send(name):
@@ -107,12 +109,22 @@ def _without_own_cookies(header: str, own_cookie: Callable[[str], bool]) -> str:
     return "; ".join(kept)
 
 
-def client_response_headers(upstream: CIMultiDictProxy[str],
+def client_response_headers(upstream: Iterable[tuple[str, str]],
                             own_cookie: Callable[[str], bool]) -> CIMultiDict[str]:
-    """The upstream's response headers minus hop-by-hop ones and the gateway's cookies."""
-    dropped = HOP_BY_HOP | _connection_tokens(upstream)
-    return CIMultiDict(
-        (k, v) for k, v in upstream.items() if k.lower() not in dropped
-        and not (k.lower() == "set-cookie" and own_cookie(v.partition("=")[0].strip())))
-
-
+    """The upstream's response headers (name, value pairs as received) minus hop-by-hop ones,
+    those the Connection header names, and Set-Cookie for the gateway's cookies."""
+    out: CIMultiDict[str] = CIMultiDict()
+    named: list[str] = []
+    for name, value in upstream:
+        lowered = name.lower()
+        if lowered in HOP_BY_HOP:
+            if lowered == "connection":
+                named += (token.strip() for token in value.split(","))
+            continue
+        if lowered == "set-cookie" and own_cookie(value.partition("=")[0].strip()):
+            continue
+        out.add(name, value)
+    for token in named:
+        if token:
+            out.popall(token, None)
+    return out
