@@ -67,6 +67,22 @@ class Metrics:
                                       ["outcome"], registry=r)
         self.build_info = Gauge(p + "build_info", "Build information.", ["version"], registry=r)
         self.build_info.labels(version=__version__).set(1)
+        # Registered with the first lost line (see log_lines_lost).
+        self.log_lines_dropped = Counter(
+            p + "log_lines_dropped", "Log lines lost because the log destination failed "
+            "(a full disk, a closed pipe).", registry=None)
+        self._log_lines_dropped_registered = False
+
+    def log_lines_lost(self, count: int) -> None:
+        """Count log lines the sink could not write (observability/logging.py calls it).
+
+        The series is exported from the first lost line on: until docs/observability.md lists
+        it, a healthy gateway's /metrics holds exactly the documented families.
+        """
+        if not self._log_lines_dropped_registered:
+            self._log_lines_dropped_registered = True
+            self.registry.register(self.log_lines_dropped)
+        self.log_lines_dropped.inc(count)
 
 
 METRICS = web.AppKey("metrics", Metrics)
