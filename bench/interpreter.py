@@ -53,7 +53,7 @@ print(json.dumps({
 
 def facts(python: str) -> dict[str, Any]:
     """What `python` says about itself, plus the Debian package that owns it, if any."""
-    out = subprocess.run([python, "-c", _FACTS], capture_output=True, text=True,  # noqa: S603
+    out = subprocess.run([python, "-c", _FACTS], capture_output=True, text=True,
                          check=True, timeout=60)
     found: dict[str, Any] = json.loads(out.stdout)
     found["debian_package"] = _debian_package(found["real_executable"])
@@ -66,12 +66,12 @@ def facts(python: str) -> dict[str, Any]:
 def _debian_package(path: str) -> str | None:
     if shutil.which("dpkg-query") is None:
         return None
-    owner = subprocess.run(["dpkg-query", "-S", path], capture_output=True,  # noqa: S607,S603
+    owner = subprocess.run(["dpkg-query", "-S", path], capture_output=True,
                            text=True, check=False, timeout=30)
     if owner.returncode != 0:
         return None
     package = owner.stdout.split(":", 1)[0].strip()
-    version = subprocess.run(["dpkg-query", "-W", "-f=${Version}", package],  # noqa: S607,S603
+    version = subprocess.run(["dpkg-query", "-W", "-f=${Version}", package],
                              capture_output=True, text=True, check=False, timeout=30)
     return f"{package} {version.stdout.strip()}".strip()
 
@@ -142,9 +142,9 @@ def _ensure_venv(python: str, venv: Path, project: Path) -> None:
     if not (venv / "bin" / "python").exists():
         print(f"bench: creating a venv for BENCH_PYTHON={python} in {venv}", flush=True)
         ensure_venv_support(python)
-        subprocess.run([python, "-m", "venv", str(venv)], check=True, timeout=300)  # noqa: S603
+        subprocess.run([python, "-m", "venv", str(venv)], check=True, timeout=300)
     print("bench: installing the project into it (pip install -e '.[speed]')", flush=True)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
-    subprocess.run([*pip, "--upgrade", "pip"], check=True, timeout=600)  # noqa: S603
-    subprocess.run([*pip, "-e", f"{project}[speed]"], check=True, timeout=900)  # noqa: S603
+    subprocess.run([*pip, "--upgrade", "pip"], check=True, timeout=600)
+    subprocess.run([*pip, "-e", f"{project}[speed]"], check=True, timeout=900)
     stamp.write_text(wanted, encoding="ascii")
