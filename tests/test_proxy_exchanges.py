@@ -129,6 +129,7 @@ class AppUpstream:
 
     url: str = ""
     drip_gone: asyncio.Event = field(default_factory=asyncio.Event)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 APP = web.AppKey("app", AppUpstream)
@@ -158,6 +159,16 @@ async def drip(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def held(request: web.Request) -> web.StreamResponse:
+    """The head at once; the body only when the test releases it."""
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    await request.app[APP].release.wait()
+    await response.write(b"data: done\n\n")
+    await response.write_eof()
+    return response
+
+
 @pytest.fixture
 async def app_upstream() -> AsyncIterator[AppUpstream]:
     upstream = AppUpstream()
@@ -166,6 +177,7 @@ async def app_upstream() -> AsyncIterator[AppUpstream]:
     app.router.add_get("/early-hints", early_hints)
     app.router.add_get("/hop", hop_by_hop)
     app.router.add_get("/drip", drip)
+    app.router.add_get("/held", held)
     runner, upstream.url = await serve(app)
     yield upstream
     await runner.cleanup()
@@ -195,6 +207,20 @@ async def test_hop_by_hop_answer_headers_stop_at_the_gateway(
         assert resp.headers["X-Kept"] == "yes"
         assert "X-Hop-Secret" not in resp.headers
         assert "Keep-Alive" not in resp.headers
+
+
+async def test_a_response_head_reaches_the_client_before_its_body_exists(
+        via_app: RunningGateway, app_upstream: AppUpstream,
+        client: aiohttp.ClientSession) -> None:
+    """An event stream's head is passed on at once, not held back for its first event."""
+    try:
+        async with client.get(via_app.url + "/held",
+                              timeout=aiohttp.ClientTimeout(sock_read=5)) as resp:
+            assert resp.status == 200
+            app_upstream.release.set()
+            assert await resp.read() == b"data: done\n\n"
+    finally:
+        app_upstream.release.set()  # a failed run must not hold the app's handler open
 
 
 async def test_a_client_that_leaves_mid_body_closes_the_upstream_connection(

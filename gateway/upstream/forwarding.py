@@ -110,21 +110,20 @@ def _without_own_cookies(header: str, own_cookie: Callable[[str], bool]) -> str:
 
 
 def client_response_headers(upstream: Iterable[tuple[str, str]],
-                            own_cookie: Callable[[str], bool]) -> CIMultiDict[str]:
+                            own_cookie: Callable[[str], bool]) -> list[tuple[str, str]]:
     """The upstream's response headers (name, value pairs as received) minus hop-by-hop ones,
     those the Connection header names, and Set-Cookie for the gateway's cookies."""
-    out: CIMultiDict[str] = CIMultiDict()
-    named: list[str] = []
+    out: list[tuple[str, str]] = []
+    named: set[str] = set()
     for name, value in upstream:
         lowered = name.lower()
         if lowered in HOP_BY_HOP:
             if lowered == "connection":
-                named += (token.strip() for token in value.split(","))
+                named.update(token.strip().lower() for token in value.split(","))
             continue
         if lowered == "set-cookie" and own_cookie(value.partition("=")[0].strip()):
             continue
-        out.add(name, value)
-    for token in named:
-        if token:
-            out.popall(token, None)
+        out.append((name, value))
+    if named:
+        out = [(name, value) for name, value in out if name.lower() not in named]
     return out

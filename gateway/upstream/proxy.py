@@ -161,18 +161,22 @@ class UpstreamProxy:
 
     async def _relay(self, request: web.Request,
                      upstream: UpstreamResponse) -> web.StreamResponse:
-        status = upstream.status
-        response = web.StreamResponse(status=status, reason=upstream.reason,
-                                      headers=client_response_headers(upstream.headers,
-                                                                      self._cookies.owns))
-        response.headers.setdefault("X-Request-Id", request[REQUEST_ID])
+        status, arrived = upstream.status, upstream.arrived
+        # A body that has arrived whole (the usual case for small ones) leaves in the same
+        # write as the head (profiled: socket writes are the largest single cost); any other
+        # response sends its head at once, so a client sees an event stream's head before its
+        # first event.
+        response = (_WholeResponse if arrived else web.StreamResponse)(
+            status=status, reason=upstream.reason)
+        headers = response.headers
+        headers.extend(client_response_headers(upstream.headers, self._cookies.owns))
+        if "X-Request-Id" not in headers:
+            headers["X-Request-Id"] = request[REQUEST_ID]
         # Errors of the client's side are ConnectionErrors (aiohttp's writes); the upstream's
         # are the client package's TransportErrors: the two never mix.
         try:
             await response.prepare(request)
-            if upstream.arrived:
-                # The whole body is here (the usual case for small ones): head and body leave
-                # in one write (profiled: socket writes were the largest single cost).
+            if arrived:
                 await response.write_eof(await upstream.read())
                 return response
             while True:
@@ -187,3 +191,13 @@ class UpstreamProxy:
         except ConnectionError as exc:
             raise ClientGone from exc
         return response
+
+
+class _WholeResponse(web.StreamResponse):
+    """A response whose head waits for its body, to leave with it in one write.
+
+    aiohttp's StreamResponse sends its head in prepare() unless told otherwise by this class
+    attribute (its Response sets it too); without it the head goes first, as before.
+    """
+
+    _send_headers_immediately = False
