@@ -16,7 +16,7 @@ fixation) nor delete it.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -71,41 +71,68 @@ class TrustedProxies:
 def upstream_request_headers(
     incoming: CIMultiDictProxy[str], *, peer: str | None, scheme: str, host: str,
     trusted: TrustedProxies, own_cookie: Callable[[str], bool], request_id: str,
-    identity: dict[str, str],
+    identity: Mapping[str, str],
 ) -> CIMultiDict[str]:
     """The headers to send upstream for a client request.
 
     `scheme` and `host` are the public URL's, used unless a trusted proxy says otherwise.
     """
-    dropped = _NOT_FORWARDED | _connection_tokens(incoming)
+    named = _connection_tokens(incoming) if "Connection" in incoming else None
     out: CIMultiDict[str] = CIMultiDict()
+    add = out.add
     for name, value in incoming.items():
-        if name.lower() in dropped or not client_may_send(name):
+        verdict = _VERDICTS.get(name)
+        if verdict is None:
+            verdict = _verdict(name)
+        if verdict == _DROP or (named and name.lower() in named):
             continue
-        kept = _without_own_cookies(value, own_cookie) if name.lower() == "cookie" else value
-        if kept:
-            out.add(name, kept)
+        if verdict == _COOKIE:
+            kept = _without_own_cookies(value, own_cookie)
+            if kept:
+                add(name, kept)
+        else:
+            add(name, value)
     forwarded_for = peer or ""
     if peer in trusted:
         chain = ", ".join(incoming.getall("X-Forwarded-For", []))
         forwarded_for = f"{chain}, {peer}" if chain else forwarded_for
         scheme = incoming.get("X-Forwarded-Proto", scheme).split(",")[0].strip() or scheme
         host = incoming.get("X-Forwarded-Host", host).split(",")[0].strip() or host
+    # None of these came through from the client (the loop dropped them): add, not replace.
     if forwarded_for:
-        out["X-Forwarded-For"] = forwarded_for
-    out["X-Forwarded-Proto"] = scheme
-    out["X-Forwarded-Host"] = host
-    out["X-Request-Id"] = request_id
-    out.update(identity)
+        add("X-Forwarded-For", forwarded_for)
+    add("X-Forwarded-Proto", scheme)
+    add("X-Forwarded-Host", host)
+    add("X-Request-Id", request_id)
+    out.extend(identity)
     return out
+
+
+# What becomes of a client's header, by its name as sent (a name's verdict never changes, so
+# the first MAX_VERDICTS distinct names are remembered: client-chosen, hence bounded).
+_KEEP, _DROP, _COOKIE = "keep", "drop", "cookie"
+_VERDICTS: dict[str, str] = {}
+MAX_VERDICTS = 1024
+
+
+def _verdict(name: str) -> str:
+    lowered = name.lower()
+    if lowered in _NOT_FORWARDED or not client_may_send(lowered):
+        verdict = _DROP
+    else:
+        verdict = _COOKIE if lowered == "cookie" else _KEEP
+    if len(_VERDICTS) < MAX_VERDICTS:
+        _VERDICTS[name] = verdict
+    return verdict
 
 
 def _without_own_cookies(header: str, own_cookie: Callable[[str], bool]) -> str:
     kept = []
-    for pair in header.split(";"):
-        name = pair.split("=", 1)[0].strip()
+    for raw in header.split(";"):
+        pair = raw.strip()
+        name = pair.partition("=")[0].rstrip()
         if name and not own_cookie(name):
-            kept.append(pair.strip())
+            kept.append(pair)
     return "; ".join(kept)
 
 
