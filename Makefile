@@ -24,8 +24,9 @@ demo: $(VENV)/.installed
 	$(BIN)/cognito-gateway demo
 
 lint: $(VENV)/.test-installed
-	$(BIN)/ruff check gateway tests
+	$(BIN)/ruff check gateway tests bench
 	$(BIN)/mypy
+	$(BIN)/mypy -p bench
 
 test: $(VENV)/.test-installed
 	bash scripts/install-test-deps.sh

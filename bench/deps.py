@@ -21,7 +21,7 @@ class MissingDependency(RuntimeError):
 def _installed(package: str) -> bool:
     if shutil.which("dpkg-query") is None:
         return False
-    status = subprocess.run(["dpkg-query", "-W", "-f=${Status}", package],  # noqa: S607,S603
+    status = subprocess.run(["dpkg-query", "-W", "-f=${Status}", package],
                             capture_output=True, text=True, check=False, timeout=30)
     return "install ok installed" in status.stdout
 
@@ -45,7 +45,7 @@ def apt_install(packages: Sequence[str], why: str) -> None:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for argv in (["apt-get", "update", "-q"],
                  ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing]):
-        done = subprocess.run(_as_root(argv), capture_output=True, text=True,  # noqa: S603
+        done = subprocess.run(_as_root(argv), capture_output=True, text=True,
                               env=env, check=False, timeout=900)
         if done.returncode != 0:
             raise MissingDependency(f"{' '.join(argv)} failed:\n{done.stdout[-2000:]}"
@@ -63,12 +63,12 @@ def ensure_load_tools() -> None:
 
 def ensure_venv_support(python: str) -> None:
     """Make `python -m venv` work: Debian splits ensurepip off into python3.X-venv."""
-    probe = subprocess.run([python, "-c", "import ensurepip, sys; "  # noqa: S603
+    probe = subprocess.run([python, "-c", "import ensurepip, sys; "
                             "print(f'{sys.version_info[0]}.{sys.version_info[1]}')"],
                            capture_output=True, text=True, check=False, timeout=60)
     if probe.returncode == 0:
         return
-    version = subprocess.run([python, "-c", "import sys; "  # noqa: S603
+    version = subprocess.run([python, "-c", "import sys; "
                               "print(f'{sys.version_info[0]}.{sys.version_info[1]}')"],
                              capture_output=True, text=True, check=True, timeout=60)
     package = f"python{version.stdout.strip()}-venv"

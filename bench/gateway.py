@@ -65,13 +65,13 @@ def command(gateway: Sequence[str], workers: int = 1) -> list[str]:
 
 def supports_workers(gateway: Sequence[str]) -> bool:
     """Whether this build's `cognito-gateway run` accepts --workers (from its --help)."""
-    shown = subprocess.run([*gateway, "run", "--help"], capture_output=True,  # noqa: S603
+    shown = subprocess.run([*gateway, "run", "--help"], capture_output=True,
                            text=True, check=False, timeout=60)
     return WORKERS_FLAG in shown.stdout
 
 
 def version(gateway: Sequence[str]) -> str:
     """`cognito-gateway --version`, e.g. "cognito-gateway 0.1.0"."""
-    shown = subprocess.run([*gateway, "--version"], capture_output=True,  # noqa: S603
+    shown = subprocess.run([*gateway, "--version"], capture_output=True,
                            text=True, check=False, timeout=60)
     return shown.stdout.strip() or shown.stderr.strip()

@@ -53,7 +53,7 @@ print(json.dumps({
 
 def facts(python: str) -> dict[str, Any]:
     """What `python` says about itself, plus the Debian package that owns it, if any."""
-    out = subprocess.run([python, "-c", _FACTS], capture_output=True, text=True,  # noqa: S603
+    out = subprocess.run([python, "-c", _FACTS], capture_output=True, text=True,
                          check=True, timeout=60)
     found: dict[str, Any] = json.loads(out.stdout)
     found["debian_package"] = _debian_package(found["real_executable"])
@@ -66,12 +66,12 @@ def facts(python: str) -> dict[str, Any]:
 def _debian_package(path: str) -> str | None:
     if shutil.which("dpkg-query") is None:
         return None
-    owner = subprocess.run(["dpkg-query", "-S", path], capture_output=True,  # noqa: S607,S603
+    owner = subprocess.run(["dpkg-query", "-S", path], capture_output=True,
                            text=True, check=False, timeout=30)
     if owner.returncode != 0:
         return None
     package = owner.stdout.split(":", 1)[0].strip()
-    version = subprocess.run(["dpkg-query", "-W", "-f=${Version}", package],  # noqa: S607,S603
+    version = subprocess.run(["dpkg-query", "-W", "-f=${Version}", package],
                              capture_output=True, text=True, check=False, timeout=30)
     return f"{package} {version.stdout.strip()}".strip()
 
@@ -86,7 +86,7 @@ def gateway_command(run_dir: Path, project: Path) -> tuple[list[str], str]:
     """
     chosen = os.environ.get("BENCH_GATEWAY", "").strip()
     if chosen:
-        return [chosen], _shebang_python(Path(chosen))
+        return [chosen], _shebang_python(Path(chosen), variable="BENCH_GATEWAY")
     other = os.environ.get("BENCH_PYTHON", "").strip()
     if not other:
         here = Path(sys.executable).parent / "cognito-gateway"
@@ -97,7 +97,15 @@ def gateway_command(run_dir: Path, project: Path) -> tuple[list[str], str]:
 
 
 def comparison_gateway(run_dir: Path, project: Path) -> tuple[list[str], str] | None:
-    """A second gateway under BENCH_COMPARE_PYTHON, to measure in the same run; or None."""
+    """A second gateway to measure in the same run, or None.
+
+    BENCH_COMPARE_GATEWAY names another build's `cognito-gateway` outright (the code before a
+    change, say: compare two builds in one run, never figures of two runs); otherwise
+    BENCH_COMPARE_PYTHON runs this project under another interpreter.
+    """
+    chosen = os.environ.get("BENCH_COMPARE_GATEWAY", "").strip()
+    if chosen:
+        return [chosen], _shebang_python(Path(chosen), variable="BENCH_COMPARE_GATEWAY")
     other = os.environ.get("BENCH_COMPARE_PYTHON", "").strip()
     if not other:
         return None
@@ -116,13 +124,13 @@ def venv_gateway(name: str, run_dir: Path, project: Path, *,
     return [str(venv / "bin" / "cognito-gateway")], str(venv / "bin" / "python")
 
 
-def _shebang_python(script: Path) -> str:
+def _shebang_python(script: Path, *, variable: str) -> str:
     try:
         first = script.read_bytes()[:300].split(b"\n", 1)[0].decode()
     except (OSError, UnicodeDecodeError) as exc:
-        raise FileNotFoundError(f"BENCH_GATEWAY={script}: cannot read it ({exc})") from exc
+        raise FileNotFoundError(f"{variable}={script}: cannot read it ({exc})") from exc
     if not first.startswith("#!"):
-        raise FileNotFoundError(f"BENCH_GATEWAY={script}: not a console script (no #! line)")
+        raise FileNotFoundError(f"{variable}={script}: not a console script (no #! line)")
     return first[2:].strip().split()[0]
 
 
@@ -134,9 +142,9 @@ def _ensure_venv(python: str, venv: Path, project: Path) -> None:
     if not (venv / "bin" / "python").exists():
         print(f"bench: creating a venv for BENCH_PYTHON={python} in {venv}", flush=True)
         ensure_venv_support(python)
-        subprocess.run([python, "-m", "venv", str(venv)], check=True, timeout=300)  # noqa: S603
+        subprocess.run([python, "-m", "venv", str(venv)], check=True, timeout=300)
     print("bench: installing the project into it (pip install -e '.[speed]')", flush=True)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
-    subprocess.run([*pip, "--upgrade", "pip"], check=True, timeout=600)  # noqa: S603
-    subprocess.run([*pip, "-e", f"{project}[speed]"], check=True, timeout=900)  # noqa: S603
+    subprocess.run([*pip, "--upgrade", "pip"], check=True, timeout=600)
+    subprocess.run([*pip, "-e", f"{project}[speed]"], check=True, timeout=900)
     stamp.write_text(wanted, encoding="ascii")

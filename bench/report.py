@@ -77,7 +77,9 @@ def notes(document: Mapping[str, Any]) -> list[str]:
     ]
     alt = document["interpreter"].get("gateway-alt")
     if alt is not None:
-        lines.append(f"gateway-alt: the same gateway under {_build(alt)}")
+        other = document.get("gateway-alt", {}).get("build") == "other"
+        what = "another build (BENCH_COMPARE_GATEWAY)" if other else "the same gateway"
+        lines.append(f"gateway-alt: {what} under {_build(alt)}")
         for name, entry in document["scenarios"].items():
             ratios = entry.get("interpreter_ratios")
             if ratios:

@@ -108,7 +108,7 @@ def run(options: Options) -> Path:
                          chosen=chosen, measured=measured, skipped=skipped, failed=failed,
                          gateway_argv=gateway_argv, gateway_python=gateway_python,
                          pinning=pinning, profile=profile, busy_before=busy_before,
-                         alt_python=alt[1] if alt else None)
+                         alt=alt)
     return _publish(options, started, document)
 
 
@@ -191,7 +191,7 @@ async def _profile(stack: Stack, settings: RunSettings, options: Options) -> dic
 
 
 def _git(*args: str) -> str:
-    done = subprocess.run(["git", *args], capture_output=True, text=True,  # noqa: S607,S603
+    done = subprocess.run(["git", *args], capture_output=True, text=True,
                           cwd=PROJECT, check=False, timeout=30)
     return done.stdout.strip() if done.returncode == 0 else ""
 
@@ -200,7 +200,8 @@ def _document(options: Options, *, started: datetime, seconds: float, chosen: li
               measured: dict[str, dict[str, list[Values]]], skipped: dict[str, str],
               failed: dict[str, str], gateway_argv: list[str], gateway_python: str,
               pinning: Pinning, profile: dict[str, Any] | None,
-              busy_before: float, alt_python: str | None) -> dict[str, Any]:
+              busy_before: float,
+              alt: tuple[list[str], str] | None) -> dict[str, Any]:
     scenarios: dict[str, Any] = {}
     for scenario in chosen:
         if scenario.name in skipped:
@@ -235,8 +236,11 @@ def _document(options: Options, *, started: datetime, seconds: float, chosen: li
                 "status", "--porcelain", "--", "gateway", "pyproject.toml"))},
         "scenarios": scenarios,
     }
-    if alt_python is not None:
-        document["interpreter"]["gateway-alt"] = interpreter.facts(alt_python)
+    if alt is not None:
+        document["interpreter"]["gateway-alt"] = interpreter.facts(alt[1])
+        document["gateway-alt"] = {
+            "version": gateway.version(alt[0]),
+            "build": "other" if os.environ.get("BENCH_COMPARE_GATEWAY", "").strip() else "same"}
     if profile is not None:
         document["profile"] = profile
     portable: dict[str, Any] = results.portable(document, PROJECT)
@@ -244,7 +248,7 @@ def _document(options: Options, *, started: datetime, seconds: float, chosen: li
 
 
 def _wrk_version() -> str:
-    done = subprocess.run(["wrk", "--version"], capture_output=True, text=True,  # noqa: S607
+    done = subprocess.run(["wrk", "--version"], capture_output=True, text=True,
                           check=False, timeout=30)
     return (done.stdout or done.stderr).split("[", 1)[0].strip().removeprefix("wrk ")
 

@@ -121,7 +121,7 @@ class Services:
             command = ["taskset", "-c", cpu_list(cpus), *command]
         # Append mode, so that the log may be truncated while the service keeps writing.
         with log.open("ab") as out:
-            process = subprocess.Popen(  # noqa: S603 - argv is built by the bench, not input
+            process = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 env=dict(env) if env is not None else None, cwd=cwd, start_new_session=True)
         service = Service(name, process, log, cpus)

@@ -40,6 +40,7 @@ from gateway.config import Settings
 from gateway.dispatch import Dispatcher
 from gateway.doctor.at_start import StartupDoctor
 from gateway.health import HEALTH, Health
+from gateway.observability.logging import get_logger
 from gateway.observability.metrics import METRICS, Metrics
 from gateway.observability.requests import request_middleware
 from gateway.observability.tracing import TRACING_OFF, Tracing
@@ -56,6 +57,7 @@ from gateway.upstream.forwarding import TrustedProxies
 from gateway.upstream.proxy import ProxySettings, UpstreamProxy
 from gateway.upstream.websocket import OPEN_SOCKETS, OpenSockets, WebSocketRelay
 
+log = get_logger(__name__)
 ALB_SIGNER = "arn:aws:elasticloadbalancing:local:000000000000:loadbalancer/app/cognito-gateway"
 LOCK_MARGIN = 5.0  # a Redis refresh lock outlives the longest refresh by this much
 
@@ -151,8 +153,13 @@ def _lifecycle(provider: IdentityProvider, proxy: UpstreamProxy, store: SessionS
             background.append(asyncio.create_task(doctor.run()))
 
         def loaded(task: asyncio.Task[None]) -> None:
-            if not task.cancelled():
+            if task.cancelled():
+                return
+            exc = task.exception()
+            if exc is None:
                 metrics.ready.set(1)  # /ready refines it (session store, shutdown) when probed
+            else:  # a bug: load_until_ready retries every IdP failure itself
+                log.error("idp_loader_failed", error=type(exc).__name__, exc_info=exc)
 
         loader.add_done_callback(loaded)
         try:

@@ -13,7 +13,8 @@
 - At most `server.max_connections` connections are served at once; one more gets 503 and is
   closed (`reason="too_many_connections"`).
 An unexpected exception in a handler is logged once with its traceback and answered with a
-plain 500.
+plain 500, unless the response had started: then, as for an upstream failure after the start
+or a client that left (`ExchangeAborted`), the connection is closed with no second response.
 
 This subclasses aiohttp's RequestHandler (its documented extension points `handle_error`,
 `connection_made`, `data_received`, and a few of its attributes); tests/test_listener.py runs
@@ -35,6 +36,7 @@ from gateway.config import Settings
 from gateway.observability.access_log import JsonAccessLogger
 from gateway.observability.logging import get_logger
 from gateway.observability.metrics import Metrics
+from gateway.upstream.failures import ExchangeAborted
 
 log = get_logger("gateway.listener")
 KEEPALIVE_TIMEOUT = 75.0  # above common load balancers' idle timeout (ALB: 60 s)
@@ -100,6 +102,13 @@ class GatewayRequestHandler(RequestHandler):
     def handle_error(self, request: web.BaseRequest, status: int = 500,
                      exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
+        if isinstance(exc, ExchangeAborted) or request.writer.output_size > 0:
+            # A response started (or the client left): another one would follow the first
+            # on the wire. aiohttp closes the connection on this ConnectionError, so the
+            # client sees a truncated response, never a complete-looking one.
+            if not isinstance(exc, ExchangeAborted):
+                log.error("unhandled_error", status=status, exc_info=exc)
+            raise ConnectionResetError("the response was cut short") from exc
         if isinstance(exc, HttpProcessingError) or status == 400:
             status = 431 if isinstance(exc, LineTooLong) else 400
             self._gateway.refused("malformed")

@@ -17,7 +17,7 @@ from gateway.app import create_app, create_metrics_app
 from gateway.config import Settings
 from gateway.health import HEALTH
 from gateway.listener import gateway_runner
-from gateway.observability.logging import flush_logs, get_logger
+from gateway.observability.logging import count_dropped_lines, flush_logs, get_logger
 from gateway.observability.metrics import Metrics
 from gateway.observability.tracing import setup_tracing
 from gateway.upstream.websocket import OPEN_SOCKETS
@@ -42,6 +42,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None,
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     metrics = Metrics()
+    count_dropped_lines(metrics.log_lines_lost)
     tracing = setup_tracing()
     app = create_app(settings, metrics=metrics, tracing=tracing)
     runner = gateway_runner(app, settings, metrics)

@@ -173,7 +173,10 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> BuiltImage:
     (base_bin / "python").symlink_to(sys.executable)
     stage = ImageRoot(root, host_environ() | {"PATH": f"{base_bin}:{os.environ['PATH']}"})
     for word, rest in build.instructions:
-        if word == "ENV":
+        if word == "ARG":  # no --build-arg here: the default, seen by RUN as a variable
+            name, _, default = rest.partition("=")
+            stage.env[name.strip()] = default.strip()
+        elif word == "ENV":
             stage.set_env(rest)
         elif word == "WORKDIR":
             stage.workdir = stage.path(rest)

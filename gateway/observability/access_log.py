@@ -1,26 +1,33 @@
-"""aiohttp's access log as one JSON line per request (path without the query string).
+"""aiohttp's access log as one JSON line per request (the path, never the query string).
 
 The line has the same shape as every other log line (timestamp, level, logger, event,
-request_id) but is rendered here directly: going through structlog and stdlib logging cost
-about a third of the gateway's CPU per proxied request. Its values pass the same `redact`.
+request_id) but is rendered here directly, field by field, and queued for the sink's batched
+writes: going through structlog, stdlib logging and the `redact` processor cost about a third
+of the gateway's CPU per proxied request. Its fields are known: numbers, the peer address, the
+gateway's own ids, and four strings the client chose (method, path, user agent, a request id it
+sent), which pass `scrub`, the redaction every other line gets, so the guarantee is the same:
+no JWT-shaped string and no `code=`/`token=`-like parameter (a `;param` in a path, say)
+reaches the log. The query string, where sign-in codes and state travel, is never logged.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from datetime import UTC, datetime
+from json.encoder import encode_basestring_ascii as json_string
+from time import gmtime, strftime
+from time import time as wall_clock
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from gateway.auth.policy import RULE
-from gateway.observability.logging import redact, write_rendered
+from gateway.observability.logging import scrub, write_rendered
 from gateway.observability.request_id import REQUEST_ID
 from gateway.observability.tracing import TRACE_ID
 from gateway.target import TARGET
 
 LOGGER_NAME = "gateway.access"
+MAX_PATH = 256  # of a refused target's raw path; a decided path is logged whole
 
 
 class JsonAccessLogger(AbstractAccessLogger):
@@ -28,28 +35,50 @@ class JsonAccessLogger(AbstractAccessLogger):
     deciding rule (`rule`) of a request the guard decided on."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        fields = {
-            "event": "request", "request_id": request.get(REQUEST_ID), "method": request.method,
-            "path": _path(request), "status": response.status,
-            "duration_ms": round(time * 1000, 2), "bytes_sent": response.body_length,
-            "remote": request.remote, "user_agent": request.headers.get("User-Agent"),
-            "level": "info", "logger": LOGGER_NAME,
-            "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-        }
         trace_id = request.get(TRACE_ID)
-        if trace_id is not None:
-            fields["trace_id"] = trace_id
         rule = request.get(RULE)
-        if rule is not None:
-            fields["rule"] = rule
-        write_rendered(json.dumps(redact(None, "info", fields)))
+        write_rendered(
+            f'{{"event": "request", "request_id": {_text(request.get(REQUEST_ID))}, '
+            f'"method": {_text(request.method)}, "path": {_text(_path(request))}, '
+            f'"status": {response.status}, "duration_ms": {round(time * 1000, 2)!r}, '
+            f'"bytes_sent": {response.body_length}, "remote": {_text(request.remote)}, '
+            f'"user_agent": {_text(request.headers.get("User-Agent"))}, "level": "info", '
+            f'"logger": "{LOGGER_NAME}", "timestamp": "{_timestamp()}"'
+            + (f', "trace_id": {json_string(trace_id)}' if trace_id is not None else "")
+            + (f', "rule": {json_string(rule)}}}' if rule is not None else "}"))
 
     @property
     def enabled(self) -> bool:
         return self.logger.isEnabledFor(logging.INFO)
 
 
+def _text(value: str | None) -> str:
+    """A client-chosen string as JSON, redacted like any log value; null for None."""
+    return "null" if value is None else json_string(scrub(value))
+
+
 def _path(request: web.BaseRequest) -> str:
     """The normalised path decided on, or the raw one (shortened) for a refused target."""
     target = request.get(TARGET)
-    return target.path if target is not None else request.raw_path.partition("?")[0][:256]
+    return target.path if target is not None else request.raw_path.partition("?")[0][:MAX_PATH]
+
+
+class _Timestamps:
+    """Now in UTC as ISO 8601 with microseconds and a Z; the calendar part is made once a
+    second (datetime.now().isoformat() was 1.5 us a line)."""
+
+    __slots__ = ("_second", "_text")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._text = ""
+
+    def __call__(self) -> str:
+        now = wall_clock()
+        second = int(now)
+        if second != self._second:
+            self._second, self._text = second, strftime("%Y-%m-%dT%H:%M:%S", gmtime(second))
+        return f"{self._text}.{int((now - second) * 1_000_000):06d}Z"
+
+
+_timestamp = _Timestamps()

@@ -8,10 +8,15 @@ structlog's and the standard library's alike, so a token cannot reach the log ev
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
+import json
 import logging
 import re
 import sys
+from collections.abc import Callable
 from contextlib import nullcontext
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import structlog
@@ -31,9 +36,20 @@ _SECRET_PARAM = re.compile(
 REDACTED = "[redacted]"
 
 
+def scrub(text: str) -> str:
+    """`text` with JWT-shaped strings and secret query parameters masked.
+
+    Most text holds neither "eyJ" (where every JWT starts) nor "=" (in every parameter): two
+    substring searches then spare it the regular expressions.
+    """
+    if "eyJ" not in text and "=" not in text:
+        return text
+    return _SECRET_PARAM.sub(r"\1=" + REDACTED, _JWT_LIKE.sub(REDACTED, text))
+
+
 def _scrub(value: Any) -> Any:
     if isinstance(value, str):
-        return _SECRET_PARAM.sub(r"\1=" + REDACTED, _JWT_LIKE.sub(REDACTED, value))
+        return scrub(value)
     if isinstance(value, dict):
         return {k: REDACTED if str(k).lower() in SENSITIVE_KEYS else _scrub(v)
                 for k, v in value.items()}
@@ -94,27 +110,79 @@ ACCESS_FLUSH_SECONDS = 0.1
 class _Handler(logging.StreamHandler[TextIO]):
     """The log sink. Rendered access lines wait up to ACCESS_FLUSH_SECONDS and leave in one
     write (with PYTHONUNBUFFERED, as in the image, each line was a write syscall: ~60 us per
-    proxied request under load); any other record flushes them first, so order is kept."""
+    proxied request under load); any other record flushes them first, so order is kept.
+
+    A failing destination (a full disk: ENOSPC; a closed pipe) never reaches the code that
+    logs: the lines are dropped and counted (`on_dropped`), stderr hears of it once per
+    outage (if it can), and the first write that succeeds again starts with a
+    `log_lines_dropped` line saying how many were lost.
+    """
 
     def __init__(self, stream: TextIO) -> None:
         super().__init__(stream)
         self.pending: list[str] = []
         self.flush_scheduled = False
+        self.on_dropped: Callable[[int], None] | None = None
+        self._dropped = 0  # lines lost in the current outage
 
     def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:  # a bug in a processor: logging's own report of it
+            self.handleError(record)
+            return
+        self.pending.append(line + self.terminator)
         self.flush_pending()
-        super().emit(record)
 
     def flush_pending(self) -> None:
         self.flush_scheduled = False
-        if self.pending:
-            lines, self.pending = self.pending, []
-            with self.lock or nullcontext():
-                self.stream.write("".join(lines))
+        if not self.pending:
+            return
+        lines, self.pending = self.pending, []
+        with self.lock or nullcontext():
+            text = "".join(lines)
+            if self._dropped:
+                text = _dropped_line(self._dropped) + text
+            try:
+                self.stream.write(text)
                 self.stream.flush()
+            except (OSError, ValueError) as exc:  # ValueError: the stream was closed
+                self._lost(len(lines), exc)
+            else:
+                self._dropped = 0
+
+    def flush(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            super().flush()
+
+    def _lost(self, count: int, exc: Exception) -> None:
+        first = not self._dropped
+        self._dropped += count
+        if self.on_dropped is not None:
+            self.on_dropped(count)
+        if first:
+            errno_name = errno.errorcode.get(getattr(exc, "errno", None) or 0, "")
+            cause = f"{errno_name}: {exc.strerror}" if isinstance(exc, OSError) else str(exc)
+            with contextlib.suppress(OSError, ValueError, AttributeError):  # stderr may be None
+                sys.stderr.write(f"cognito-gateway: the log cannot be written ({cause}); "
+                                 "its lines are dropped until it can\n")
+                sys.stderr.flush()
+
+
+def _dropped_line(count: int) -> str:
+    return json.dumps({
+        "event": "log_lines_dropped", "count": count, "level": "warning",
+        "logger": "gateway.logging",
+        "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z")}) + "\n"
 
 
 _handler: _Handler | None = None
+
+
+def count_dropped_lines(on_dropped: Callable[[int], None]) -> None:
+    """Call `on_dropped(n)` whenever n log lines are lost to a failing destination."""
+    if _handler is not None:
+        _handler.on_dropped = on_dropped
 
 
 def write_rendered(line: str) -> None:

@@ -5,7 +5,9 @@ The request id is bound to every log line of the request. The request target is 
 once, before any decision (gateway/target.py); a refused target never reaches a handler. A
 GatewayError raised anywhere below becomes its response here (gateway/translate.py); refusals
 count in `requests_refused_total{reason}` and log one line; 5xx answers log one line with the
-error's class and cause. Every answer counts in `http_requests_total{method,code}` and is timed.
+error's class and cause, and so does an upstream failure after the response started
+(`UpstreamAborted`: no second response can follow, the listener cuts the connection).
+Every answer counts in `http_requests_total{method,code}` and is timed.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from gateway.observability.request_id import REQUEST_ID, request_id_of
 from gateway.observability.tracing import SPAN, TRACE_ID, Tracing
 from gateway.target import TARGET, parse_target
 from gateway.translate import ErrorResponses
+from gateway.upstream.failures import ExchangeAborted, UpstreamAborted
 
 log = get_logger("gateway.request")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -34,6 +37,8 @@ def request_middleware(metrics: Metrics, errors: ErrorResponses, tracing: Tracin
                        trusted: Container[str | None]) -> Middleware:
     """The middleware, bound to the app's metrics, error responses and tracing. A trace is
     continued from an incoming `traceparent` only when a trusted proxy sent it."""
+
+    requests, duration = metrics.http_requests, metrics.http_request_duration
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -60,11 +65,16 @@ def request_middleware(metrics: Metrics, errors: ErrorResponses, tracing: Tracin
             except web.HTTPException as exc:
                 status = exc.status
                 raise
+            except ExchangeAborted as exc:
+                # The listener cuts the connection; the status is what the client was sent.
+                status = exc.status
+                if isinstance(exc, UpstreamAborted):
+                    _failed(exc)
+                raise
             finally:
                 span.set_status_code(status)
-                metrics.http_requests.labels(method=normalise_method(request.method),
-                                             code=str(status)).inc()
-                metrics.http_request_duration.observe(time.perf_counter() - started)
+                requests.labels(normalise_method(request.method), status).inc()  # method, code
+                duration.observe(time.perf_counter() - started)
 
     return middleware
 
@@ -75,6 +85,10 @@ def _report(metrics: Metrics, request: web.Request, exc: GatewayError, status: i
         log.warning("request_refused", reason=exc.reason, detail=exc.detail,
                     method=normalise_method(request.method))
     elif status >= 500:
-        cause = exc.__cause__
-        log.warning("request_failed", error=type(exc).__name__, detail=str(exc),
-                    cause=f"{type(cause).__name__}: {cause}" if cause else None)
+        _failed(exc)
+
+
+def _failed(exc: Exception) -> None:
+    cause = exc.__cause__
+    log.warning("request_failed", error=type(exc).__name__, detail=str(exc),
+                cause=f"{type(cause).__name__}: {cause}" if cause else None)

@@ -1,12 +1,24 @@
 """The one translation point from the upstream side's network failures to the error tree.
 
-Both the HTTP proxy and the WebSocket proxy talk to the app through `UpstreamFailures`:
-`connecting()` wraps everything up to the upstream's response head, and maps a failure to
-`UpstreamTimeout` (504) or `UpstreamConnectError` (502); `streaming()` wraps relaying a body
-whose response already started, where the only honest move is to re-raise so the client's
-connection aborts (a truncated body must never look complete). Either way the failure is
-counted here, once, in `cognito_gateway_upstream_errors_total{reason}` (connect, timeout,
-reset). Messages name the upstream in words, never its address.
+The HTTP proxy (over gateway/upstream/client) and the WebSocket proxy (over aiohttp's client)
+talk to the app through `UpstreamFailures`:
+
+- `connecting()` wraps everything up to the upstream's response head and maps a failure to
+  `UpstreamTimeout` (504) or `UpstreamConnectError` (502);
+- `aborted(exc, status)` is for a failure while relaying a body whose response already
+  started: the only honest move left is to cut the client's connection (a truncated body must
+  never look complete, and no second response may follow the first), so it becomes
+  `UpstreamAborted`, which the request layer logs once and the listener turns into a closed
+  connection;
+- `count(exc)` counts a failure that ends a relayed WebSocket (the caller closes the socket).
+
+Each failure is counted here, once, in `cognito_gateway_upstream_errors_total{reason}`:
+`connect`, `timeout`, `reset` (dropped before the response was complete) and `protocol` (the
+upstream's bytes are not valid HTTP/1.1, or its head is over the limits). Messages name the
+upstream in words, never its address.
+
+The client going away is not an upstream failure: `ClientGone` ends the exchange without a
+count (`http_requests_total{code="499"}`, as nginx logs it).
 """
 
 from __future__ import annotations
@@ -23,15 +35,64 @@ from gateway.errors import (
     network_failure_reason,
 )
 from gateway.observability.metrics import Metrics
+from gateway.upstream.client import (
+    ConnectError,
+    ConnectionClosed,
+    RemoteProtocolError,
+    TimedOut,
+    TransportError,
+)
 
-NETWORK_FAILURES = (aiohttp.ClientError, TimeoutError, OSError)
+NETWORK_FAILURES = (TransportError, aiohttp.ClientError, TimeoutError, OSError)
+CLIENT_CLOSED_REQUEST = 499  # nginx's status for a client that left before its answer
 _WORDS = {"timeout": "did not answer in time", "connect": "is unreachable",
-          "reset": "dropped the connection"}
+          "reset": "dropped the connection", "protocol": "sent a malformed response"}
+
+
+class ExchangeAborted(Exception):
+    """The client's connection must end without a (further) response.
+
+    `status` is what the request counts as: the status already sent, or 499.
+    """
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class UpstreamAborted(ExchangeAborted):
+    """The upstream failed after the response started; `reason` is the metric's label."""
+
+    def __init__(self, message: str, *, status: int, reason: str) -> None:
+        super().__init__(message, status=status)
+        self.reason = reason
+
+
+class ClientGone(ExchangeAborted):
+    """The client closed its connection before its answer was complete."""
+
+    def __init__(self, message: str = "the client closed the connection") -> None:
+        super().__init__(message, status=CLIENT_CLOSED_REQUEST)
+
+
+def failure_reason(exc: BaseException) -> str | None:
+    """The bounded reason of an upstream network failure, or None if `exc` is not one."""
+    if isinstance(exc, TransportError):
+        if isinstance(exc, TimedOut):
+            return "timeout"
+        if isinstance(exc, ConnectError):
+            return "connect"
+        if isinstance(exc, ConnectionClosed):
+            return "reset"
+        if isinstance(exc, RemoteProtocolError):
+            return "protocol"
+    return network_failure_reason(exc)
 
 
 class UpstreamFailures:
     def __init__(self, metrics: Metrics) -> None:
-        self._errors = metrics.upstream_errors
+        errors = metrics.upstream_errors
+        self._counters = {reason: errors.labels(reason=reason) for reason in _WORDS}
 
     @contextmanager
     def connecting(self, what: str = "the upstream") -> Iterator[None]:
@@ -41,18 +102,24 @@ class UpstreamFailures:
         except NETWORK_FAILURES as exc:
             raise self._translate(exc, what) from exc
 
-    @contextmanager
-    def streaming(self) -> Iterator[None]:
-        """After the response started: a failure is counted and re-raised (the client's
-        connection aborts)."""
-        try:
-            yield
-        except NETWORK_FAILURES as exc:
-            self._errors.labels(reason=network_failure_reason(exc) or "reset").inc()
-            raise
+    def aborted(self, exc: BaseException, status: int) -> UpstreamAborted:
+        """After a response with `status` started: the failure counted, as the UpstreamAborted
+        to raise (the client's connection is cut)."""
+        reason = self.count(exc, default="reset")
+        return UpstreamAborted(f"the upstream {_WORDS[reason]} after the response started",
+                               status=status, reason=reason)
+
+    def count(self, exc: BaseException, *, default: str) -> str:
+        """Count a failure; its reason (`default` when it is not a known network failure)."""
+        reason = failure_reason(exc) or default
+        self._counters[reason].inc()
+        return reason
+
+    def words(self, reason: str) -> str:
+        """What happened, in words: "dropped the connection"."""
+        return _WORDS[reason]
 
     def _translate(self, exc: BaseException, what: str) -> UpstreamError:
-        reason = network_failure_reason(exc) or "connect"
-        self._errors.labels(reason=reason).inc()
+        reason = self.count(exc, default="connect")
         error = UpstreamTimeout if reason == "timeout" else UpstreamConnectError
         return error(f"{what} {_WORDS[reason]}")

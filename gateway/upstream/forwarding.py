@@ -16,7 +16,7 @@ fixation) nor delete it.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -24,6 +24,8 @@ HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
     "upgrade", "proxy-authenticate", "proxy-authorization", "expect",
 })
+# Host is the upstream's; the body's framing is the upstream client's (from the body it sends).
+_NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length"}
 _CLIENT_FORBIDDEN_PREFIXES = ("x-auth-request-", "x-amzn-oidc-", "x-forwarded-")
 _CLIENT_FORBIDDEN = frozenset({
     "forwarded", "x-real-ip", "x-forwarded-user", "x-forwarded-email", "x-forwarded-groups",
@@ -69,50 +71,86 @@ class TrustedProxies:
 def upstream_request_headers(
     incoming: CIMultiDictProxy[str], *, peer: str | None, scheme: str, host: str,
     trusted: TrustedProxies, own_cookie: Callable[[str], bool], request_id: str,
-    identity: dict[str, str],
+    identity: Mapping[str, str],
 ) -> CIMultiDict[str]:
     """The headers to send upstream for a client request.
 
     `scheme` and `host` are the public URL's, used unless a trusted proxy says otherwise.
     """
-    dropped = HOP_BY_HOP | {"host"} | _connection_tokens(incoming)
+    named = _connection_tokens(incoming) if "Connection" in incoming else None
     out: CIMultiDict[str] = CIMultiDict()
+    add = out.add
     for name, value in incoming.items():
-        if name.lower() in dropped or not client_may_send(name):
+        verdict = _VERDICTS.get(name)
+        if verdict is None:
+            verdict = _verdict(name)
+        if verdict == _DROP or (named and name.lower() in named):
             continue
-        kept = _without_own_cookies(value, own_cookie) if name.lower() == "cookie" else value
-        if kept:
-            out.add(name, kept)
+        if verdict == _COOKIE:
+            kept = _without_own_cookies(value, own_cookie)
+            if kept:
+                add(name, kept)
+        else:
+            add(name, value)
     forwarded_for = peer or ""
     if peer in trusted:
         chain = ", ".join(incoming.getall("X-Forwarded-For", []))
         forwarded_for = f"{chain}, {peer}" if chain else forwarded_for
         scheme = incoming.get("X-Forwarded-Proto", scheme).split(",")[0].strip() or scheme
         host = incoming.get("X-Forwarded-Host", host).split(",")[0].strip() or host
+    # None of these came through from the client (the loop dropped them): add, not replace.
     if forwarded_for:
-        out["X-Forwarded-For"] = forwarded_for
-    out["X-Forwarded-Proto"] = scheme
-    out["X-Forwarded-Host"] = host
-    out["X-Request-Id"] = request_id
-    out.update(identity)
+        add("X-Forwarded-For", forwarded_for)
+    add("X-Forwarded-Proto", scheme)
+    add("X-Forwarded-Host", host)
+    add("X-Request-Id", request_id)
+    out.extend(identity)
     return out
+
+
+# What becomes of a client's header, by its name as sent (a name's verdict never changes, so
+# the first MAX_VERDICTS distinct names are remembered: client-chosen, hence bounded).
+_KEEP, _DROP, _COOKIE = "keep", "drop", "cookie"
+_VERDICTS: dict[str, str] = {}
+MAX_VERDICTS = 1024
+
+
+def _verdict(name: str) -> str:
+    lowered = name.lower()
+    if lowered in _NOT_FORWARDED or not client_may_send(lowered):
+        verdict = _DROP
+    else:
+        verdict = _COOKIE if lowered == "cookie" else _KEEP
+    if len(_VERDICTS) < MAX_VERDICTS:
+        _VERDICTS[name] = verdict
+    return verdict
 
 
 def _without_own_cookies(header: str, own_cookie: Callable[[str], bool]) -> str:
     kept = []
-    for pair in header.split(";"):
-        name = pair.split("=", 1)[0].strip()
+    for raw in header.split(";"):
+        pair = raw.strip()
+        name = pair.partition("=")[0].rstrip()
         if name and not own_cookie(name):
-            kept.append(pair.strip())
+            kept.append(pair)
     return "; ".join(kept)
 
 
-def client_response_headers(upstream: CIMultiDictProxy[str],
-                            own_cookie: Callable[[str], bool]) -> CIMultiDict[str]:
-    """The upstream's response headers minus hop-by-hop ones and the gateway's cookies."""
-    dropped = HOP_BY_HOP | _connection_tokens(upstream)
-    return CIMultiDict(
-        (k, v) for k, v in upstream.items() if k.lower() not in dropped
-        and not (k.lower() == "set-cookie" and own_cookie(v.partition("=")[0].strip())))
-
-
+def client_response_headers(upstream: Iterable[tuple[str, str]],
+                            own_cookie: Callable[[str], bool]) -> list[tuple[str, str]]:
+    """The upstream's response headers (name, value pairs as received) minus hop-by-hop ones,
+    those the Connection header names, and Set-Cookie for the gateway's cookies."""
+    out: list[tuple[str, str]] = []
+    named: set[str] = set()
+    for name, value in upstream:
+        lowered = name.lower()
+        if lowered in HOP_BY_HOP:
+            if lowered == "connection":
+                named.update(token.strip().lower() for token in value.split(","))
+            continue
+        if lowered == "set-cookie" and own_cookie(value.partition("=")[0].strip()):
+            continue
+        out.append((name, value))
+    if named:
+        out = [(name, value) for name, value in out if name.lower() not in named]
+    return out

@@ -2,12 +2,18 @@
 
 The upstream receives the request's normalised target (the query byte-exact), the headers
 upstream/forwarding.py lets through, and the identity headers of the request's principal (set
-by the guard). Bodies stream both ways (memory per request is bounded by flow control), with
-`server.client_body_timeout_seconds` between reads of the client's body and
-`upstream.max_request_body_bytes` as a cap; compression passes through untouched; no cookie
-jar is shared between users; no total timeout cuts long downloads or SSE. Network failures go
-through upstream/failures.py: 502/504 before the response starts, an aborted connection after.
-WebSocket upgrades are handed to upstream/websocket.py.
+by the guard), over the proxy's own HTTP/1.1 client (gateway/upstream/client: a keep-alive pool,
+connect and idle-read timeouts of `upstream.timeout_seconds`, no total timeout, no cookie jar,
+bodies passed through untouched, compressed or not). Bodies stream both ways with flow control,
+so memory per request stays bounded however large they are; the client's body may pause at
+most `server.client_body_timeout_seconds` between reads, and `upstream.max_request_body_bytes`
+caps it (413, from its Content-Length up front or counted as it streams).
+
+Network failures go through upstream/failures.py: 502/504 before the response starts; after,
+the client's connection is cut (`UpstreamAborted`) and the upstream connection closed. When the
+client goes away the upstream connection is closed too (`ClientGone`): a connection is given
+back to the pool only after a response read to its end. WebSocket upgrades are handed to
+upstream/websocket.py, over aiohttp's client.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -24,13 +31,14 @@ from yarl import URL
 
 from gateway.auth.principal import PRINCIPAL
 from gateway.config import UpstreamSettings
-from gateway.errors import ClientRequestError, RequestBodyTimeout, RequestBodyTooLarge
+from gateway.errors import RequestBodyTimeout, RequestBodyTooLarge
 from gateway.observability.metrics import Metrics
 from gateway.observability.request_id import REQUEST_ID
 from gateway.observability.tracing import HTTP_METHOD, TRACING_OFF, Tracing
 from gateway.sessions.cookies import CookiePolicy
 from gateway.target import TARGET
-from gateway.upstream.failures import UpstreamFailures
+from gateway.upstream.client import TransportError, UpstreamClient, UpstreamResponse
+from gateway.upstream.failures import ClientGone, UpstreamFailures
 from gateway.upstream.forwarding import (
     TrustedProxies,
     client_response_headers,
@@ -38,7 +46,7 @@ from gateway.upstream.forwarding import (
 )
 from gateway.upstream.websocket import WebSocketRelay, is_websocket_upgrade
 
-SMALL_BODY = 65536
+KEEPALIVE_SECONDS = 4.0  # below the idle timeout of common app servers (uvicorn, Node: 5 s)
 
 
 @dataclass(frozen=True)
@@ -50,7 +58,7 @@ class ProxySettings:
 
 
 class UpstreamProxy:
-    """Forwards requests to one upstream over a pooled, cookie-less client session."""
+    """Forwards requests to one upstream: HTTP over a keep-alive pool, WebSockets aside."""
 
     def __init__(self, settings: ProxySettings, *, trusted: TrustedProxies,
                  cookies: CookiePolicy, metrics: Metrics, failures: UpstreamFailures,
@@ -58,21 +66,30 @@ class UpstreamProxy:
         self._settings = settings.upstream
         self._body_timeout = settings.body_timeout
         self._max_header_bytes = settings.max_header_bytes
+        self._limit = settings.upstream.max_request_body_bytes
         public = URL(settings.public_url)
         self._public_scheme, self._public_host = public.scheme, public.host_port_subcomponent
+        upstream = urlsplit(settings.upstream.url)
+        self._origin = f"{upstream.scheme}://{upstream.netloc}"
+        self._base_path = upstream.path.rstrip("/")
         self._base = URL(settings.upstream.url.rstrip("/"))
         self._trusted = trusted
         self._cookies = cookies
-        self._metrics = metrics
+        self._upstream_duration = metrics.upstream_request_duration
         self._failures = failures
         self._websockets = websockets
         self._tracing = tracing
-        self._client: aiohttp.ClientSession | None = None
+        self._http: UpstreamClient | None = None
+        self._ws_client: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         t = self._settings.timeout_seconds
-        self._client = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=4.0),
+        self._http = UpstreamClient(
+            self._origin, connect_timeout=t, read_timeout=t,
+            keepalive_timeout=KEEPALIVE_SECONDS, max_header_bytes=self._max_header_bytes)
+        self._ws_client = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, limit_per_host=0,
+                                           keepalive_timeout=KEEPALIVE_SECONDS),
             cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False,
             timeout=aiohttp.ClientTimeout(total=None, connect=t, sock_connect=t, sock_read=t),
             max_field_size=self._max_header_bytes, max_line_size=self._max_header_bytes,
@@ -80,17 +97,15 @@ class UpstreamProxy:
         )
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.close()
+        if self._http is not None:
+            await self._http.aclose()
+        if self._ws_client is not None:
+            await self._ws_client.close()
 
     @property
-    def client(self) -> aiohttp.ClientSession:
-        assert self._client is not None, "UpstreamProxy.start() was not awaited"
-        return self._client
-
-    def target(self, request: web.Request) -> URL:
-        """The upstream URL for the request's normalised target (the query byte-exact)."""
-        return URL(str(self._base) + request[TARGET].forwarded, encoded=True)
+    def client(self) -> UpstreamClient:
+        assert self._http is not None, "UpstreamProxy.start() was not awaited"
+        return self._http
 
     def headers(self, request: web.Request) -> CIMultiDict[str]:
         principal = request.get(PRINCIPAL)
@@ -102,71 +117,87 @@ class UpstreamProxy:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Forward the request and stream the answer back."""
         if self._settings.websockets and is_websocket_upgrade(request):
-            return await self._websockets.relay(request, self.client, self.target(request),
+            assert self._ws_client is not None, "UpstreamProxy.start() was not awaited"
+            url = URL(str(self._base) + request[TARGET].forwarded, encoded=True)
+            return await self._websockets.relay(request, self._ws_client, url,
                                                 self.headers(request))
-        limit = self._settings.max_request_body_bytes
-        if limit and (request.content_length or 0) > limit:
+        limit = self._limit
+        length = request.content_length
+        if limit and (length or 0) > limit:
             raise RequestBodyTooLarge("request body exceeds upstream.max_request_body_bytes")
-        refused: list[ClientRequestError] = []
-
-        async def body() -> AsyncIterator[bytes]:
-            # The client's failures are remembered here: aiohttp's client may wrap what the
-            # body iterator raises, and they must not read as upstream failures.
-            received = 0
-            while True:
-                try:
-                    async with asyncio.timeout(self._body_timeout):
-                        chunk = await request.content.readany()
-                except TimeoutError:
-                    refused.append(RequestBodyTimeout("the request body stalled"))
-                    raise refused[-1] from None
-                if not chunk:
-                    return
-                received += len(chunk)
-                if limit and received > limit:
-                    refused.append(RequestBodyTooLarge(
-                        "request body exceeds upstream.max_request_body_bytes"))
-                    raise refused[-1]
-                yield chunk
-
         headers = self.headers(request)
-        with self._tracing.client_span("upstream", {HTTP_METHOD: request.method}) as call:
+        method = request.method
+        with self._tracing.client_span("upstream", {HTTP_METHOD: method}) as call:
             self._tracing.inject(headers)
             started = time.perf_counter()
-            try:
-                with self._failures.connecting():
-                    upstream = await self.client.request(
-                        request.method, self.target(request), headers=headers,
-                        data=body() if request.body_exists else None, allow_redirects=False)
-            except Exception as exc:
-                if refused:
-                    raise refused[0] from exc
-                raise
-            self._metrics.upstream_request_duration.observe(time.perf_counter() - started)
+            with self._failures.connecting():
+                upstream = await self.client.request(
+                    method, self._base_path + request[TARGET].forwarded, headers.items(),
+                    self._body(request) if request.body_exists else None, body_length=length)
+            self._upstream_duration.observe(time.perf_counter() - started)
             call.set_status_code(upstream.status)
             try:
                 return await self._relay(request, upstream)
             finally:
-                upstream.release()
+                await upstream.aclose()  # no-op after a complete body; closes a cut one
+
+    async def _body(self, request: web.Request) -> AsyncIterator[bytes]:
+        """The client's body as it arrives, within the timeout and the size limit."""
+        limit, received, content = self._limit, 0, request.content
+        while True:
+            try:
+                async with asyncio.timeout(self._body_timeout):
+                    chunk = await content.readany()
+            except TimeoutError:
+                raise RequestBodyTimeout("the request body stalled") from None
+            except ConnectionError as exc:
+                raise ClientGone from exc
+            if not chunk:
+                return
+            received += len(chunk)
+            if limit and received > limit:
+                raise RequestBodyTooLarge("request body exceeds upstream.max_request_body_bytes")
+            yield chunk
 
     async def _relay(self, request: web.Request,
-                     upstream: aiohttp.ClientResponse) -> web.StreamResponse:
-        response = web.StreamResponse(status=upstream.status, reason=upstream.reason,
-                                      headers=client_response_headers(upstream.headers,
-                                                                      self._cookies.owns))
-        response.headers.setdefault("X-Request-Id", request[REQUEST_ID])
+                     upstream: UpstreamResponse) -> web.StreamResponse:
+        status, arrived = upstream.status, upstream.arrived
+        # A body that has arrived whole (the usual case for small ones) leaves in the same
+        # write as the head (profiled: socket writes are the largest single cost); any other
+        # response sends its head at once, so a client sees an event stream's head before its
+        # first event.
+        response = (_WholeResponse if arrived else web.StreamResponse)(
+            status=status, reason=upstream.reason)
+        headers = response.headers
+        headers.extend(client_response_headers(upstream.headers, self._cookies.owns))
+        if "X-Request-Id" not in headers:
+            headers["X-Request-Id"] = request[REQUEST_ID]
+        # Errors of the client's side are ConnectionErrors (aiohttp's writes); the upstream's
+        # are the client package's TransportErrors: the two never mix.
         try:
             await response.prepare(request)
-        except ConnectionResetError:
-            return response  # the client left; nothing to send it
-        with self._failures.streaming():
-            length = upstream.content_length
-            if length is not None and length <= SMALL_BODY:
-                # Headers and a small body leave in one write (profiled: socket writes were
-                # the largest single cost of a proxied request).
+            if arrived:
                 await response.write_eof(await upstream.read())
                 return response
-            async for chunk in upstream.content.iter_any():
+            while True:
+                try:
+                    chunk = await upstream.receive()
+                except TransportError as exc:
+                    raise self._failures.aborted(exc, status) from exc
+                if not chunk:
+                    break
                 await response.write(chunk)
-        await response.write_eof()
+            await response.write_eof()
+        except ConnectionError as exc:
+            raise ClientGone from exc
         return response
+
+
+class _WholeResponse(web.StreamResponse):
+    """A response whose head waits for its body, to leave with it in one write.
+
+    aiohttp's StreamResponse sends its head in prepare() unless told otherwise by this class
+    attribute (its Response sets it too); without it the head goes first, as before.
+    """
+
+    _send_headers_immediately = False

@@ -2,12 +2,16 @@
 
 Frames pass as they are (autoping off, so pings and their payloads reach the other side); a
 close from either side is forwarded with its code; a message over
-`upstream.websocket_max_message_bytes` closes the socket with 1009. A socket lives no longer
-than what authorised it: when the principal's tokens expire it closes with 1008 (policy
-violation), unless the principal's renewal (a session refresh) extends them; a bearer token is
-never renewed. At most `upstream.max_websockets` sockets are open per worker (more: 503).
-The open sockets are tracked, by session too, so that shutdown closes them with 1001 (going
-away) and a sign-out closes that session's with 1008.
+`upstream.websocket_max_message_bytes` closes the socket with 1009. An upstream that drops the
+connection without a close frame (or breaks the protocol) closes the client's socket with 1011
+(internal error), is counted in `upstream_errors_total{reason}` and logged once as
+`request_failed`, like any failure after a response started (upstream/failures.py).
+
+A socket lives no longer than what authorised it: when the principal's tokens expire it
+closes with 1008 (policy violation), unless the principal's renewal (a session refresh)
+extends them; a bearer token is never renewed. At most `upstream.max_websockets` sockets are
+open per worker (more: 503). The open sockets are tracked, by session too, so that shutdown
+closes them with 1001 (going away) and a sign-out closes that session's with 1008.
 """
 
 from __future__ import annotations
@@ -23,9 +27,13 @@ from yarl import URL
 from gateway.auth.principal import PRINCIPAL, Principal
 from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.errors import TooManyWebSockets
+from gateway.observability.logging import get_logger
 from gateway.upstream.failures import UpstreamFailures
 
 Socket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
+SWITCHING_PROTOCOLS = 101
+log = get_logger("gateway.upstream")
+_NOT_SENDABLE = frozenset({1005, 1006, 1015})
 
 
 def is_websocket_upgrade(request: web.Request) -> bool:
@@ -111,35 +119,56 @@ class WebSocketRelay:
         principal = request.get(PRINCIPAL)
         self._sockets.add(downstream, principal.session_id if principal else None)
         # aiohttp wants the server socket read in the handler's task: upstream -> client aside.
-        pump_down = asyncio.create_task(self._pump(upstream, downstream))
+        relay = _Relay(upstream, downstream)
+        pump_down = asyncio.create_task(self._pump_down(relay))
         watchdog = asyncio.create_task(self._expire(downstream, principal))
         try:
-            await self._pump(downstream, upstream)
+            await self._pump_up(relay)
         finally:
             watchdog.cancel()
+            relay.client_done = True
             await upstream.close()
             with contextlib.suppress(asyncio.CancelledError):
                 await pump_down
             if not downstream.closed:
-                await downstream.close(code=upstream.close_code or WSCloseCode.GOING_AWAY)
+                await downstream.close(code=WSCloseCode.GOING_AWAY)
             await self._sockets.release(downstream)
         return downstream
 
-    async def _pump(self, source: Socket, sink: Socket) -> None:
-        with self._failures.streaming():
-            async for msg in source:
-                if sink.closed:
-                    break
-                if msg.type == WSMsgType.TEXT:
-                    await sink.send_str(msg.data)
-                elif msg.type == WSMsgType.BINARY:
-                    await sink.send_bytes(msg.data)
-                elif msg.type == WSMsgType.PING:
-                    await sink.ping(msg.data)
-                elif msg.type == WSMsgType.PONG:
-                    await sink.pong(msg.data)
-            if not sink.closed:
-                await sink.close(code=source.close_code or WSCloseCode.OK)
+    async def _pump_up(self, relay: _Relay) -> None:
+        """Client -> upstream until the client closes (its code is passed on) or drops."""
+        downstream = relay.downstream
+        end = await _forward(downstream, relay.upstream)
+        relay.client_done = True
+        if end.type is WSMsgType.CLOSE:
+            code = _sendable(end.data)
+        elif end.type is WSMsgType.ERROR and downstream.close_code == WSCloseCode.MESSAGE_TOO_BIG:
+            code = WSCloseCode.MESSAGE_TOO_BIG
+        else:
+            code = WSCloseCode.GOING_AWAY
+        if not relay.upstream.closed:
+            await relay.upstream.close(code=code)
+
+    async def _pump_down(self, relay: _Relay) -> None:
+        """Upstream -> client until the upstream closes (its code is passed on), sends a message
+        over the limit (1009), or fails or drops (1011: counted and logged, before the client
+        hears of it)."""
+        upstream, downstream = relay.upstream, relay.downstream
+        end = await _forward(upstream, downstream)
+        if end.type is WSMsgType.CLOSE:
+            code = _sendable(end.data)
+        elif relay.client_done:
+            code = WSCloseCode.GOING_AWAY  # the relay closed it, after the client ended
+        elif end.type is WSMsgType.ERROR and upstream.close_code == WSCloseCode.MESSAGE_TOO_BIG:
+            code = WSCloseCode.MESSAGE_TOO_BIG
+        else:
+            cause = upstream.exception() or ConnectionResetError("no close frame")
+            failure = self._failures.aborted(cause, SWITCHING_PROTOCOLS)
+            log.warning("request_failed", error=type(failure).__name__, detail=str(failure),
+                        cause=f"{type(cause).__name__}: {cause}")
+            code = WSCloseCode.INTERNAL_ERROR
+        if not downstream.closed:
+            await downstream.close(code=code)
 
     async def _expire(self, downstream: web.WebSocketResponse,
                       principal: Principal | None) -> None:
@@ -154,3 +183,43 @@ class WebSocketRelay:
                                     b"session expired")
                 return
             expires_at = renewed
+
+
+class _Relay:
+    """The two sockets of one relayed WebSocket, and whether the client's side has ended."""
+
+    __slots__ = ("client_done", "downstream", "upstream")
+
+    def __init__(self, upstream: aiohttp.ClientWebSocketResponse,
+                 downstream: web.WebSocketResponse) -> None:
+        self.upstream = upstream
+        self.downstream = downstream
+        self.client_done = False
+
+
+async def _forward(source: Socket, sink: Socket) -> aiohttp.WSMessage:
+    """Relay frames from `source` to `sink` as they are; the message that ended `source`
+    (CLOSE with its code, or CLOSING, CLOSED, ERROR), or the last one read once `sink` closed."""
+    while True:
+        msg = await source.receive()
+        kind = msg.type
+        if sink.closed:
+            return msg
+        if kind is WSMsgType.TEXT:
+            await sink.send_str(msg.data)
+        elif kind is WSMsgType.BINARY:
+            await sink.send_bytes(msg.data)
+        elif kind is WSMsgType.PING:
+            await sink.ping(msg.data)
+        elif kind is WSMsgType.PONG:
+            await sink.pong(msg.data)
+        else:
+            return msg
+
+
+def _sendable(code: object) -> int:
+    """A close code that may go in a close frame: 1005, 1006 and 1015 are only ever reported
+    locally (RFC 6455 7.4.1), and a close frame without a code means a normal closure."""
+    if not isinstance(code, int) or code in _NOT_SENDABLE or not 1000 <= code < 5000:
+        return WSCloseCode.OK
+    return code

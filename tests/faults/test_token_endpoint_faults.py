@@ -171,16 +171,16 @@ async def test_sign_in_shows_the_token_endpoint_failure_in_words(
 
 @pytest.fixture
 def replica_socket() -> Iterator[socket.socket]:
-    """The listening socket of a second gateway replica."""
+    """The listening socket of a second gateway replica (asked for before `launch`, so that it
+    closes after the replica's runner has stopped)."""
     with listening_socket() as sock:
         yield sock
 
 @pytest.mark.parametrize("fault", list(FAULTS.values()), ids=list(FAULTS))
 async def test_refresh_failure_keeps_the_session_until_its_tokens_expire(
         fault: TokenFault, idp: DevIdp, token_proxy: FaultProxy, upstream: str,
-        gateway_url: str, make_gateway: GatewayFactory, launch: Launcher,
-        http: aiohttp.ClientSession, log_buffer: io.StringIO,
-        replica_socket: socket.socket) -> None:
+        gateway_url: str, make_gateway: GatewayFactory, replica_socket: socket.socket,
+        launch: Launcher, http: aiohttp.ClientSession, log_buffer: io.StringIO) -> None:
     """Refresh fails: the session keeps serving while its tokens are valid; after expiry
     APIs get 503 JSON and browsers a retry page, in words, and the session is kept."""
     # Alice signs in at a healthy replica; a second replica (same keys) reaches the token

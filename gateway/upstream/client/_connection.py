@@ -156,6 +156,11 @@ class UpstreamConnection(asyncio.Protocol):
         return body
 
     @property
+    def body_arrived(self) -> bool:
+        """True when the whole body has been received (taken by the consumer or not)."""
+        return self._response.complete
+
+    @property
     def body_done(self) -> bool:
         """True when the body is complete and the consumer has taken all of it."""
         return self._response.complete and not self._chunks

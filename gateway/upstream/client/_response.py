@@ -55,24 +55,36 @@ class UpstreamResponse:
         connection = self._connection
         return 0 if connection is None else connection.buffered_bytes
 
+    @property
+    def arrived(self) -> bool:
+        """True when the whole body has arrived, so `read()` returns it without waiting."""
+        connection = self._connection
+        return connection is None or connection.body_arrived
+
     def __aiter__(self) -> UpstreamResponse:
         return self
 
     async def __anext__(self) -> bytes:
+        chunk = await self.receive()
+        if chunk:
+            return chunk
+        raise StopAsyncIteration
+
+    async def receive(self) -> bytes:
+        """The next body chunk; b"" once the body has been read to its end."""
         connection = self._connection
         if connection is None:
-            raise StopAsyncIteration
+            return b""
         try:
             chunk = await connection.receive_body()
         except BaseException:
             self._connection = None
             connection.close()
             raise
-        if chunk:
-            return chunk
-        self._connection = None
-        self._pool.release(connection)
-        raise StopAsyncIteration
+        if not chunk:
+            self._connection = None
+            self._pool.release(connection)
+        return chunk
 
     async def read(self) -> bytes:
         """The rest of the body in one bytes object: for bodies known to be small."""
