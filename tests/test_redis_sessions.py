@@ -167,6 +167,7 @@ async def test_a_refresh_that_outlives_its_lock_never_frees_a_peers_lock(
         session = Session(sid="s1", identity=Identity(sub="u", username="u"),
                           created_at=time.time(), expires_at=time.time() + 600,
                           tokens_expire_at=time.time() + 60, refresh_token="rt")
+        await store.persist(session)  # a refresh is saved only over a session that exists
         peer_took_it = asyncio.Event()
 
         async def slow_refresher(current: Session) -> Session:
