@@ -1,4 +1,4 @@
-"""The `cognito-gateway` command: run, demo, dev-idp, doctor (and `python -m gateway`)."""
+"""The `cognito-gateway` command: run, demo, dev-idp, doctor, sessions (and `python -m gateway`)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,20 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument("--config", type=Path, help="TOML file; GATEWAY_* variables override it")
     doctor.add_argument("--json", action="store_true",
                         help="print the findings as one JSON document (for CI)")
+    _sessions_parser(commands)
     return parser
+
+
+def _sessions_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sessions = commands.add_parser("sessions", help="a user's sessions: list, or revoke them "
+                                   "on every replica")
+    actions = sessions.add_subparsers(dest="action", required=True)
+    for action, text in (("list", "list the user's sessions (Redis store)"),
+                         ("revoke", "end every session of the user, on every replica")):
+        parser = actions.add_parser(action, help=text)
+        parser.add_argument("--sub", required=True, help="the user's `sub` (X-Auth-Request-Sub)")
+        parser.add_argument("--config", type=Path,
+                            help="TOML file; GATEWAY_* variables override it")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -50,6 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _demo()
     if args.command == "doctor":
         return _doctor(args.config, as_json=args.json)
+    if args.command == "sessions":
+        return _sessions(args.action, args.sub, args.config)
     if args.command == "generate-secret":
         print(Fernet.generate_key().decode())
         return 0
@@ -91,6 +106,13 @@ def _doctor(config: Path | None, *, as_json: bool = False) -> int:
     # The probes' own token_endpoint_error lines would repeat the findings: errors only.
     configure_logging("error", stream=sys.stderr)
     return doctor_main(config, as_json=as_json)
+
+
+def _sessions(action: str, sub: str, config: Path | None) -> int:
+    from gateway.sessions.admin import run  # noqa: PLC0415
+
+    configure_logging("info", stream=sys.stderr)  # stdout is the operator's report
+    return run(action, sub, config, out=sys.stdout, err=sys.stderr)
 
 
 def _demo() -> int:
