@@ -24,9 +24,14 @@ import pytest
 from aiohttp import web
 from cryptography.fernet import Fernet
 
+from gateway.app import session_store
 from gateway.config import load_settings
 from gateway.devidp import DevIdp
+from gateway.identity import Identity
 from gateway.sessions.admin import EXIT_CONFIG, EXIT_FAILED, list_sessions, revoke_sessions, run
+from gateway.sessions.cipher import Cipher
+from gateway.sessions.cookies import CookiePolicy
+from gateway.sessions.model import Session
 from gateway.sessions.redis_store import RedisSessionStore
 from tests.conftest import (
     ALICE,
@@ -50,7 +55,7 @@ from tests.support.moto_server import (
     start_moto_server,
     use_aws_environment,
 )
-from tests.support.ports import listening_socket
+from tests.support.ports import listening_socket, refusing_port
 from tests.support.redis_servers import RedisServer
 
 pytestmark = pytest.mark.redis
@@ -251,6 +256,40 @@ async def test_revoke_with_the_cookie_store_ends_sessions_everywhere_within_the_
     assert [gateway.metrics.registry.get_sample_value(
         "cognito_gateway_reauthentications_total", {"reason": "revalidation_failed"})
         for gateway in replicas] == [1, 1]
+
+
+async def test_sessions_end_even_when_the_idp_cannot_revoke_their_refresh_tokens(
+        redis_server: RedisServer, secrets: Secrets, clock: ManualClock) -> None:
+    """The IdP is unreachable: the sessions are deleted all the same (ending them comes first);
+    the command exits 1 and says how many refresh tokens are left, naming no address."""
+    with refusing_port() as port:
+        settings = load_settings(environ={
+            "GATEWAY_SERVER_PUBLIC_URL": "https://app.example.com",
+            "GATEWAY_COGNITO_ISSUER": f"http://127.0.0.1:{port}/pool",
+            "GATEWAY_COGNITO_CLIENT_ID": "c", "GATEWAY_SESSION_STORE": "redis",
+            "GATEWAY_SESSION_REDIS_URL": redis_server.url(),
+            "GATEWAY_SESSION_SECRET": Fernet.generate_key().decode()})
+        secrets.add(settings.session.secret[0], "refresh-token-of-the-only-session")
+        store = session_store(settings, CookiePolicy("_gw", False, "lax"),
+                              Cipher(settings.session.secret, clock=clock), clock)
+        now = clock.time()
+        await store.persist(Session(
+            sid="only-session", identity=Identity(sub=ALICE.subject, username="alice"),
+            created_at=now, expires_at=now + 3600, tokens_expire_at=now + 300,
+            refresh_token="refresh-token-of-the-only-session"))
+        await store.close()
+        out, err = io.StringIO(), io.StringIO()
+
+        code = await revoke_sessions(settings, ALICE.subject, out=out, err=err, clock=clock)
+
+    assert code == EXIT_FAILED
+    assert "Ended 1 session(s) of this user on every replica; revoked 0 of 1" in out.getvalue()
+    assert "1 refresh token(s) could not be revoked (the identity provider could not be " \
+           "reached: connect)" in " ".join(err.getvalue().split())
+    assert "127.0.0.1" not in err.getvalue()
+    assert "refresh-token-of-the-only-session" not in out.getvalue() + err.getvalue()
+    with redis_server.admin() as admin:
+        assert admin.keys("*") == []
 
 
 async def request(url: str, cookie: str) -> tuple[int, str]:

@@ -32,7 +32,7 @@ from gateway.aws import open_cognito_idp
 from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.cognito.provider import IdentityProvider
 from gateway.config import Settings, load_settings
-from gateway.errors import ConfigError, ConfigProblem, GatewayError
+from gateway.errors import ConfigError, ConfigProblem, GatewayError, IdPError, TokenEndpointError
 from gateway.observability.logging import get_logger
 from gateway.observability.metrics import Metrics
 from gateway.sessions.cipher import Cipher
@@ -78,7 +78,7 @@ async def list_sessions(settings: Settings, sub: str, *, out: TextIO, err: TextI
     try:
         found = await store.sessions_of(sub)
     except GatewayError as exc:
-        print(f"cognito-gateway: cannot list the sessions: {exc}", file=err)
+        print(f"cognito-gateway: cannot list the sessions: {_in_words(exc)}", file=err)
         return EXIT_FAILED
     finally:
         await store.close()
@@ -109,7 +109,7 @@ async def _revoke_in_redis(settings: Settings, sub: str, *, out: TextIO, err: Te
         ended = await store.end_sessions(sub, [stored.digest for stored in found])
     except GatewayError as exc:
         _failed(sub, "redis", exc)
-        print(f"cognito-gateway: nothing was revoked: {exc}", file=err)
+        print(f"cognito-gateway: nothing was revoked: {_in_words(exc)}", file=err)
         return EXIT_FAILED
     finally:
         await store.close()
@@ -141,7 +141,7 @@ async def _revoke_refresh_tokens(settings: Settings, tokens: list[str]) -> tuple
             await provider.tokens.revoke(token)
             revoked += 1
     except GatewayError as exc:
-        return revoked, str(exc)
+        return revoked, _in_words(exc)
     finally:
         await provider.close()
     return revoked, ""
@@ -170,7 +170,7 @@ async def _revoke_at_cognito(settings: Settings, sub: str, *, out: TextIO, err: 
                 await idp.admin_user_global_sign_out(pool_id, user.username)
     except GatewayError as exc:
         _failed(sub, "cookie", exc)
-        print(f"cognito-gateway: the user was not signed out: {exc}", file=err)
+        print(f"cognito-gateway: the user was not signed out: {_in_words(exc)}", file=err)
         return EXIT_FAILED
     if not users:
         print(f"cognito-gateway: no user of user pool {pool_id} has this sub: nothing was "
@@ -202,6 +202,14 @@ def _describe(stored: StoredSession) -> str:
 
 def _utc(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _in_words(exc: GatewayError) -> str:
+    """What went wrong, for the operator's terminal: the IdP's failures by their reason only
+    (discovery and JWKS errors carry URLs); the other errors already name no address."""
+    if isinstance(exc, IdPError) and not isinstance(exc, TokenEndpointError):
+        return f"the identity provider could not be reached: {exc.reason}"
+    return str(exc)
 
 
 def _failed(sub: str, store: str, exc: GatewayError) -> None:
