@@ -108,7 +108,7 @@ async def test_each_write_prunes_ended_sessions_and_expires_the_index_with_the_l
     if ttl is None:
         assert admin.exists(INDEX) == 0
     else:
-        assert ttl * 1000 - 5 <= admin.pttl(INDEX) <= ttl * 1000
+        assert ttl * 1000 - 1000 <= admin.pttl(INDEX) <= ttl * 1000  # ms since the write
 
 
 async def test_a_users_sessions_are_indexed_under_their_sub_and_nothing_else(
@@ -152,10 +152,11 @@ async def test_ending_a_users_sessions_deletes_each_and_empties_the_index(
     assert admin.exists(INDEX) == 0
 
 
-async def test_a_gone_session_is_dropped_and_an_unreadable_one_is_still_listed(
+async def test_a_gone_session_is_skipped_and_an_unreadable_one_is_still_listed(
         store: RedisSessionStore, admin: redis.Redis, clock: ManualClock) -> None:
-    """A member whose session key is gone leaves the index; a session no key decrypts is
-    listed without details, so revoke still ends it."""
+    """A member whose session key is gone is not listed, yet stays indexed (it may be a
+    sign-in about to store it) until pruned; a session no key decrypts is listed without
+    details, so revoke still ends it."""
     await store.persist(session("gone", clock))
     await store.persist(session("old-key", clock))
     admin.delete(SessionKeys.for_session("gone").session)
@@ -163,7 +164,7 @@ async def test_a_gone_session_is_dropped_and_an_unreadable_one_is_still_listed(
               Cipher([Fernet.generate_key().decode()]).seal({"sid": "old-key"}), keepttl=True)
     (listed,) = await store.sessions_of("alice-sub")
     assert (listed.digest, listed.session) == (session_hash("old-key"), None)
-    assert admin.zscore(INDEX, session_hash("gone")) is None
+    assert admin.zscore(INDEX, session_hash("gone")) is not None
 
 
 async def test_a_refresh_that_ends_after_a_revoke_does_not_bring_the_session_back(

@@ -123,19 +123,20 @@ class RedisSessionStore(SessionStore):
             raise RefreshRejected("the session ended while it was being refreshed")
 
     async def sessions_of(self, sub: str) -> list[StoredSession]:
-        """The user's sessions that have not ended, soonest-ending first."""
+        """The user's sessions that have not ended, soonest-ending first.
+
+        A member without a session is skipped but left in the index: it may be a sign-in
+        between indexing and storing, and the index must keep it (writes prune it by score).
+        """
         found: list[StoredSession] = []
-        gone: list[str] = []
         for digest in await self._index.live(sub):
             sealed = await self._redis.get(SessionKeys.for_hash(digest).session)
             if sealed is None:
-                gone.append(digest)
                 continue
             session = self._open(sealed)
             if session is not None and session.identity.sub != sub:
                 continue  # not this user's: only a hash collision could put it here
             found.append(StoredSession(digest, session))
-        await self._index.remove(sub, *gone)
         return found
 
     async def end_sessions(self, sub: str, digests: list[str]) -> int:
