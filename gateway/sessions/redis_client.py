@@ -20,7 +20,8 @@ Bounds, with T = `redis_timeout_seconds` and W = the failover window (`FAILOVER_
   retries, so a failover does not also exhaust the gate. (A Cluster client also keeps one
   connection per node for topology discovery, outside the gate: redis-py's startup nodes.)
 * A connection error (refused, reset, no master known, READONLY from a demoted master, cluster
-  down) is retried with exponential backoff for about W, so a restart or failover shorter than
+  down, a Cluster that cannot be re-discovered yet, a connection redis-py tore down under the
+  call) is retried with exponential backoff for about W, so a restart or failover shorter than
   W is invisible to callers. A timeout is not retried: a server that does not answer would
   only be waited for again.
 * Whatever happens inside redis-py, a call ends within T + W.
@@ -121,8 +122,11 @@ class SessionRedis:
         self._timeout = timeout
         self._deadline = timeout + failover_window
         self._gate = asyncio.Semaphore(max_connections)
-        self._retry = Retry(BACKOFF, retries_within(failover_window),
-                            supported_errors=(redis_errors.RedisError,))
+        # Typed for RedisError only, but any exception type works; see classify() for why
+        # these two others are retried too.
+        self._retry = Retry(BACKOFF, retries_within(failover_window), supported_errors=(
+            redis_errors.RedisError, redis_errors.RedisClusterException,  # type: ignore[arg-type]
+            AttributeError))
         self._acquire_lock = client.register_script(ACQUIRE_LOCK)
         self._release_lock = client.register_script(RELEASE_LOCK)
         self._extend_lock = client.register_script(EXTEND_LOCK)
@@ -294,7 +298,7 @@ class SessionRedis:
             async with asyncio.timeout(self._deadline):
                 result = await self._retry.call_with_retry(attempt, self._before_retry)
         except (redis_errors.RedisError, redis_errors.RedisClusterException, TimeoutError,
-                OSError) as exc:
+                OSError, AttributeError) as exc:  # AttributeError: see redis_errors `client`
             raise self._unavailable(command, exc, started, attempts) from None
         if attempts > 1:
             log.info("session_store_recovered", topology=self.topology, command=command,
