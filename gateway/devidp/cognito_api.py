@@ -105,7 +105,8 @@ def list_users(st: IdpState, params: dict[str, Any]) -> dict[str, Any]:
                        "1 validation error detected: Value at 'limit' failed to satisfy "
                        f"constraint: Member must have value less than or equal to {MAX_LIMIT}")
     wanted = params.get("AttributesToGet")
-    matching = [u for u in st.pool.users if user_filter(str(params.get("Filter", "")))(u)]
+    matches = user_filter(str(params.get("Filter", "")))
+    matching = [user for user in st.pool.users if matches(user)]
     start = _page_start(params.get("PaginationToken"))
     page = matching[start:start + (limit or MAX_LIMIT)]
     answer: dict[str, Any] = {"Users": [{
