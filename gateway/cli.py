@@ -47,7 +47,20 @@ def _parser() -> argparse.ArgumentParser:
                         help="print the findings as one JSON document (for CI)")
     explain.add_arguments(commands.add_parser(
         "explain", help="which rule decides a request and why, without starting anything"))
+    _sessions_parser(commands)
     return parser
+
+
+def _sessions_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sessions = commands.add_parser("sessions", help="a user's sessions: list, or revoke them "
+                                   "on every replica")
+    actions = sessions.add_subparsers(dest="action", required=True)
+    for action, text in (("list", "list the user's sessions (Redis store)"),
+                         ("revoke", "end every session of the user, on every replica")):
+        parser = actions.add_parser(action, help=text)
+        parser.add_argument("--sub", required=True, help="the user's `sub` (X-Auth-Request-Sub)")
+        parser.add_argument("--config", type=Path,
+                            help="TOML file; GATEWAY_* variables override it")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -62,6 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _config_check(args.config)
     if args.command == "explain":
         return explain.main(args)
+    if args.command == "sessions":
+        return _sessions(args.action, args.sub, args.config)
     if args.command == "generate-secret":
         print(Fernet.generate_key().decode())
         return 0
@@ -120,6 +135,13 @@ def _doctor(config: Path | None, *, as_json: bool = False) -> int:
     # The probes' own token_endpoint_error lines would repeat the findings: errors only.
     configure_logging("error", stream=sys.stderr)
     return doctor_main(config, as_json=as_json)
+
+
+def _sessions(action: str, sub: str, config: Path | None) -> int:
+    from gateway.sessions.admin import run  # noqa: PLC0415
+
+    configure_logging("info", stream=sys.stderr)  # stdout is the operator's report
+    return run(action, sub, config, out=sys.stdout, err=sys.stderr)
 
 
 def _demo() -> int:

@@ -25,6 +25,7 @@ from gateway.aws.model import (
     RefreshTokenRotation,
     TokenValidityUnits,
     UserPoolDescription,
+    UserSummary,
     secret_digest,
 )
 
@@ -43,6 +44,7 @@ __all__ = [
     "ResourceNotFound",
     "TokenValidityUnits",
     "UserPoolDescription",
+    "UserSummary",
     "cli_option",
     "open_cognito_idp",
     "secret_digest",

@@ -26,12 +26,13 @@ from gateway.aws.model import (
     ClientSummary,
     DomainDescription,
     UserPoolDescription,
+    UserSummary,
 )
 
 SERVICE = "cognito-idp"
 # botocore logs whole response bodies at DEBUG, DescribeUserPoolClient's ClientSecret included.
 SDK_LOGGERS = ("botocore", "aiobotocore")
-LIST_PAGE = 60  # ListUserPoolClients' largest MaxResults
+LIST_PAGE = 60  # ListUserPoolClients' largest MaxResults, and ListUsers' largest Limit
 
 
 def _sdk() -> tuple[ModuleType, ModuleType]:
@@ -86,7 +87,8 @@ async def open_cognito_idp(region: str, *, timeout_seconds: float = 10.0
 
 
 class CognitoIdp:
-    """The Cognito API calls the gateway makes; reads, and one global sign-out."""
+    """The Cognito API calls the gateway makes: reads (the doctor's, and a user by `sub`), and
+    one global sign-out (`sessions revoke` with the cookie store)."""
 
     def __init__(self, client: Any) -> None:
         self._client = client
@@ -132,6 +134,19 @@ class CognitoIdp:
             params["NextToken"] = token
         return tuple(found)
 
+    async def users_with_sub(self, user_pool_id: str, sub: str) -> tuple[UserSummary, ...]:
+        """ListUsers filtered by `sub = "<sub>"`: the user (a sub names one at most) or none.
+
+        AdminUserGlobalSignOut takes a username, and a user's `sub` is not one: in a pool
+        whose sign-in names are emails, or for a federated user (`Google_1234...`), the two
+        differ, so the username is looked up.
+        """
+        answer = await self._call("ListUsers", UserPoolId=user_pool_id, Limit=LIST_PAGE,
+                                  AttributesToGet=["sub"], Filter=f'sub = "{_quoted(sub)}"')
+        users = answer.get("Users")
+        return tuple(UserSummary.from_api(_mapping(doc))
+                     for doc in (users if isinstance(users, list) else []))
+
     async def admin_user_global_sign_out(self, user_pool_id: str, username: str) -> None:
         """AdminUserGlobalSignOut: revoke every refresh token of `username` in the pool.
 
@@ -155,6 +170,11 @@ def cli_option(member: str) -> str:
     `--callback-urls`, `AllowedOAuthFlows` -> `--allowed-o-auth-flows`)."""
     botocore = importlib.import_module("botocore")
     return "--" + str(botocore.xform_name(member, "-"))
+
+
+def _quoted(value: str) -> str:
+    """`value` inside a ListUsers filter's double quotes (backslash-escaped)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:

@@ -195,3 +195,23 @@ class ClientSummary:
     def from_api(cls, doc: Mapping[str, Any]) -> ClientSummary:
         """From one of ListUserPoolClients' `UserPoolClients`."""
         return cls(_str(doc, "ClientId") or "", _str(doc, "ClientName") or "")
+
+
+@dataclass(frozen=True)
+class UserSummary:
+    """One entry of ListUsers: the user's name, `sub`, whether enabled, and status."""
+
+    username: str
+    sub: str | None
+    enabled: bool
+    status: str | None
+
+    @classmethod
+    def from_api(cls, doc: Mapping[str, Any]) -> UserSummary:
+        """From one of ListUsers' `Users` (attributes as a list of Name/Value pairs)."""
+        attributes = doc.get("Attributes")
+        pairs = attributes if isinstance(attributes, list) else []
+        sub = next((_str(pair, "Value") for pair in pairs
+                    if isinstance(pair, dict) and pair.get("Name") == "sub"), None)
+        return cls(_str(doc, "Username") or "", sub, doc.get("Enabled") is not False,
+                   _str(doc, "UserStatus"))

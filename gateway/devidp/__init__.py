@@ -2,9 +2,10 @@
 
 It reproduces the hosted UI (/login, /logout, /error), the OAuth 2.0 endpoints
 (/oauth2/authorize, /oauth2/token, /oauth2/userInfo, /oauth2/revoke), the issuer's discovery
-document and JWKS, with Cognito's token shapes and error responses, plus test hooks under
-/_admin/. It shares no code with the rest of the gateway on purpose: a bug in a shared helper
-would hide on both sides.
+document and JWKS, with Cognito's token shapes and error responses, the user pools API actions
+the gateway calls (POST /: ListUsers, AdminUserGlobalSignOut), plus test hooks under /_admin/.
+It shares no code with the rest of the gateway on purpose: a bug in a shared helper would hide
+on both sides.
 """
 
 from __future__ import annotations

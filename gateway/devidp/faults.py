@@ -10,7 +10,7 @@ from aiohttp import web
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-ENDPOINTS = ("token", "revoke", "userInfo", "jwks", "discovery")
+ENDPOINTS = ("token", "revoke", "userInfo", "jwks", "discovery", "cognito-api")
 
 
 @dataclass

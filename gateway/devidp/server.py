@@ -11,6 +11,7 @@ from aiohttp import web
 
 from gateway.devidp import admin
 from gateway.devidp.authorize import authorize
+from gateway.devidp.cognito_api import cognito_api
 from gateway.devidp.discovery import jwks, openid_configuration
 from gateway.devidp.faults import Fault, faultable
 from gateway.devidp.federation import idp_response, provider_sign_in_form, provider_sign_in_submit
@@ -24,7 +25,8 @@ from gateway.devidp.userinfo import userinfo
 
 
 def build_app(st: IdpState) -> web.Application:
-    """The IdP's routes: hosted-UI domain paths, the issuer's well-known paths, /_admin/."""
+    """The IdP's routes: hosted-UI domain paths, the issuer's well-known paths, the user
+    pools API (POST /), /_admin/."""
     app = web.Application()
     app[STATE] = st
     well_known = f"/{st.pool.pool_id}/.well-known"
@@ -44,6 +46,8 @@ def build_app(st: IdpState) -> web.Application:
     app.router.add_get("/oauth2/idpresponse", idp_response)
     app.router.add_get("/simulated-idp/{provider}/sign-in", provider_sign_in_form)
     app.router.add_post("/simulated-idp/{provider}/sign-in", provider_sign_in_submit)
+    # The user pools API (cognito-idp.<region>.amazonaws.com/): ListUsers, global sign-out.
+    app.router.add_post("/", faultable("cognito-api", faults_of, cognito_api))
     admin.add_admin_routes(app)
     return app
 
@@ -158,8 +162,9 @@ class DevIdp:
     ) -> None:
         """Arm a fault for the next `count` calls (None = until cleared) of an endpoint.
 
-        endpoint: "token", "revoke", "userInfo", "jwks" or "discovery". Without a status the
-        fault only delays and the endpoint then answers normally.
+        endpoint: "token", "revoke", "userInfo", "jwks", "discovery" or "cognito-api" (the
+        user pools API at POST /). Without a status the fault only delays and the endpoint
+        then answers normally.
         """
         self._state.faults.add(
             endpoint,

@@ -26,9 +26,11 @@ class IdpState:
     grants: GrantStore = field(default_factory=GrantStore)
     faults: FaultBook = field(default_factory=FaultBook)
     token_requests: Counter[str] = field(default_factory=Counter)
+    started_at: float = 0.0  # the users' creation date in the Cognito API's answers
 
     def __post_init__(self) -> None:
         self.grants.now = self.now
+        self.started_at = self.started_at or self.now()
 
     @property
     def issuer(self) -> str:

@@ -4,8 +4,9 @@
 settings describe, and offers the few operations the store needs, each of which works the same
 on all three topologies: get/set with expiry/delete, a lock (`SET NX PX`, released and
 extended by owner token through Lua scripts touching one key), sorted-set operations for a
-per-user index, and `ping()` for readiness. Key names that keep a session and its lock in one
-Cluster slot come from `gateway.sessions.redis_keys`.
+per-user index (`index_add` keeps it pruned and expiring with its sessions), and `ping()` for
+readiness. Key names that keep a session and its lock in one Cluster slot come from
+`gateway.sessions.redis_keys`.
 
 Bounds, with T = `redis_timeout_seconds` and W = the failover window (`FAILOVER_WINDOW_SECONDS`):
 
@@ -19,7 +20,8 @@ Bounds, with T = `redis_timeout_seconds` and W = the failover window (`FAILOVER_
   retries, so a failover does not also exhaust the gate. (A Cluster client also keeps one
   connection per node for topology discovery, outside the gate: redis-py's startup nodes.)
 * A connection error (refused, reset, no master known, READONLY from a demoted master, cluster
-  down) is retried with exponential backoff for about W, so a restart or failover shorter than
+  down, a Cluster that cannot be re-discovered yet, a connection redis-py tore down under the
+  call) is retried with exponential backoff for about W, so a restart or failover shorter than
   W is invisible to callers. A timeout is not retried: a server that does not answer would
   only be waited for again.
 * Whatever happens inside redis-py, a call ends within T + W.
@@ -91,6 +93,19 @@ return 0
 """
 
 
+# A user's index: add a session scored by its expiry, drop every member that has expired, and
+# let the set expire with its latest member, so it never outlives the sessions it lists.
+# One key, so any Cluster node can run it; re-running it changes nothing (idempotent).
+INDEX_ADD = """
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if #last == 0 then return 0 end
+local ttl = math.ceil((tonumber(last[2]) - tonumber(ARGV[3])) * 1000)
+redis.call('PEXPIRE', KEYS[1], math.max(1, ttl))
+return redis.call('ZCARD', KEYS[1])
+"""
+
 class SessionRedis:
     """A Redis client for the session store, with bounded calls and one error type.
 
@@ -107,11 +122,15 @@ class SessionRedis:
         self._timeout = timeout
         self._deadline = timeout + failover_window
         self._gate = asyncio.Semaphore(max_connections)
-        self._retry = Retry(BACKOFF, retries_within(failover_window),
-                            supported_errors=(redis_errors.RedisError,))
+        # Typed for RedisError only, but any exception type works; see classify() for why
+        # these two others are retried too.
+        self._retry = Retry(BACKOFF, retries_within(failover_window), supported_errors=(
+            redis_errors.RedisError, redis_errors.RedisClusterException,  # type: ignore[arg-type]
+            AttributeError))
         self._acquire_lock = client.register_script(ACQUIRE_LOCK)
         self._release_lock = client.register_script(RELEASE_LOCK)
         self._extend_lock = client.register_script(EXTEND_LOCK)
+        self._index_add = client.register_script(INDEX_ADD)
 
     @classmethod
     def from_settings(cls, settings: SessionSettings, *,
@@ -166,9 +185,15 @@ class SessionRedis:
         value = await self._call("GET", lambda: self._client.get(key))
         return value if isinstance(value, bytes) else None
 
-    async def set(self, key: str, value: bytes | str, *, ttl_seconds: float) -> None:
-        """Store `value` under `key`, expiring after `ttl_seconds`."""
-        await self._call("SET", lambda: self._client.set(key, value, px=_ms(ttl_seconds)))
+    async def set(self, key: str, value: bytes | str, *, ttl_seconds: float,
+                  only_if_exists: bool = False) -> bool:
+        """Store `value` under `key`, expiring after `ttl_seconds`; True when stored.
+
+        With `only_if_exists` (SET XX) a key that is gone stays gone: False then.
+        """
+        stored = await self._call("SET", lambda: self._client.set(
+            key, value, px=_ms(ttl_seconds), xx=only_if_exists))
+        return bool(stored)
 
     async def delete(self, *keys: str) -> int:
         """Delete `keys`; the number that existed. On a Cluster, keys of different slots are
@@ -213,6 +238,14 @@ class SessionRedis:
     async def zrem(self, key: str, *members: str) -> int:
         """Remove `members` from `key`; the number removed."""
         return int(await self._call("ZREM", lambda: self._client.zrem(key, *members)))
+
+    async def index_add(self, key: str, member: str, *, expires_at: float, now: float) -> int:
+        """Add `member` to the sorted set `key` scored `expires_at`, remove every member scored
+        `now` or earlier, and make `key` expire when its latest member does (one script, one
+        key); the number of members left."""
+        live = await self._call("EVALSHA", lambda: self._index_add(
+            keys=[key], args=[member, repr(expires_at), repr(now)]))
+        return int(live or 0)
 
     async def expire(self, key: str, ttl_seconds: float) -> bool:
         """Make `key` expire after `ttl_seconds`; False if it does not exist."""
@@ -265,7 +298,7 @@ class SessionRedis:
             async with asyncio.timeout(self._deadline):
                 result = await self._retry.call_with_retry(attempt, self._before_retry)
         except (redis_errors.RedisError, redis_errors.RedisClusterException, TimeoutError,
-                OSError) as exc:
+                OSError, AttributeError) as exc:  # AttributeError: see redis_errors `client`
             raise self._unavailable(command, exc, started, attempts) from None
         if attempts > 1:
             log.info("session_store_recovered", topology=self.topology, command=command,

@@ -33,7 +33,10 @@ def classify(exc: BaseException) -> tuple[str, bool]:
     """The bounded reason for a Redis failure, and whether retrying soon may cure it.
 
     Reasons: timeout, busy, auth, tls, master_not_found, loading, connect, read_only,
-    cluster_down, error.
+    cluster_down, client, error. `client` is redis-py failing inside itself: its Cluster
+    client disconnects a node's idle connections after a connection error or timeout, and a
+    call that took one of them meanwhile finds its socket gone mid-handshake (an
+    AttributeError on the vanished writer); the next attempt gets a sound connection.
     """
     if isinstance(exc, redis_errors.RedisClusterException) and exc.__cause__ is not None:
         exc = exc.__cause__  # "cannot be connected": judge by what the nodes did
@@ -58,6 +61,8 @@ def classify(exc: BaseException) -> tuple[str, bool]:
     if isinstance(exc, (redis_errors.ClusterDownError, redis_errors.TryAgainError,
                         redis_errors.SlotNotCoveredError)):
         return "cluster_down", True
+    if isinstance(exc, AttributeError):
+        return "client", True
     return "error", False
 
 

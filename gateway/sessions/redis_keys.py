@@ -40,7 +40,13 @@ class SessionKeys:
     @classmethod
     def for_session(cls, sid: str) -> SessionKeys:
         """The keys of the session whose id is `sid`."""
-        tag = "{" + session_hash(sid) + "}"
+        return cls.for_hash(session_hash(sid))
+
+    @classmethod
+    def for_hash(cls, digest: str) -> SessionKeys:
+        """The keys of the session whose id hashes to `digest` (a member of a user's index):
+        the index is enough to end a session without ever holding its id."""
+        tag = "{" + digest + "}"
         return cls(session=f"{PREFIX}:{tag}:session", lock=f"{PREFIX}:{tag}:lock")
 
 
@@ -49,6 +55,12 @@ def session_hash(sid: str) -> str:
     return _digest(sid)
 
 
+def user_hash(sub: str) -> str:
+    """The hash of a user's `sub`: the hash tag of their index. Logs name a user by a prefix
+    of it (`sub_hash`), which an operator can match against the index key."""
+    return _digest(sub)
+
+
 def user_index_key(sub: str) -> str:
     """The key of the sorted set indexing the sessions of the user whose subject is `sub`."""
-    return f"{PREFIX}:user:{{{_digest(sub)}}}"
+    return f"{PREFIX}:user:{{{user_hash(sub)}}}"

@@ -10,12 +10,18 @@ spending the refresh token again. The lock outlives the longest refresh (every a
 token call timing out) and is released only by its owner (compare-and-delete in Lua), so a slow
 refresh never frees another replica's lock. A refresh the IdP rejects (`invalid_grant`) ends
 the session in Redis, and a waiting replica that finds the session gone treats it as rejected
-too: the user signs in again instead of getting a 503.
+too: the user signs in again instead of getting a 503. A refreshed session is saved only over
+one that still exists (`SET XX`): a session signed out or revoked while its refresh was in
+flight stays ended instead of coming back with the new tokens.
+
+Each session is also indexed under its user's `sub` (gateway/sessions/index.py), which is how
+`cognito-gateway sessions list|revoke --sub` finds every session of one user.
 """
 
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -25,12 +31,22 @@ from gateway.errors import RefreshRejected, SessionStoreUnavailable, TokenEndpoi
 from gateway.observability.tracing import TRACING_OFF, Tracing
 from gateway.sessions.cipher import Cipher
 from gateway.sessions.cookies import CookiePolicy
+from gateway.sessions.index import SessionIndex
 from gateway.sessions.model import Absent, Session
 from gateway.sessions.redis_client import SessionRedis
-from gateway.sessions.redis_keys import SessionKeys
+from gateway.sessions.redis_keys import SessionKeys, session_hash
 from gateway.sessions.store import Refresher, SessionStore
 
 WAIT_STEP = 0.05
+
+
+@dataclass(frozen=True)
+class StoredSession:
+    """A session found through a user's index: `digest` is the hash of its id; `session` is
+    None when no session key decrypts it any more."""
+
+    digest: str
+    session: Session | None
 
 
 class RedisSessionStore(SessionStore):
@@ -39,7 +55,13 @@ class RedisSessionStore(SessionStore):
                  tracing: Tracing = TRACING_OFF) -> None:
         super().__init__(cookies, cipher, settings.lifetime_seconds, clock=clock)
         self._redis = SessionRedis.from_settings(settings, tracing=tracing)
+        self._index = SessionIndex(self._redis, clock)
         self._lock_seconds = lock_seconds
+
+    @property
+    def topology(self) -> str:
+        """standalone, sentinel or cluster."""
+        return self._redis.topology
 
     async def load(self, request: web.BaseRequest) -> Session | Absent:
         sealed = self.cookies.read(request)
@@ -63,26 +85,69 @@ class RedisSessionStore(SessionStore):
         return carried is None or carried.sid != current.sid
 
     async def _get(self, sid: str) -> Session | Absent:
-        sealed = await self._redis.get(SessionKeys.for_session(sid).session)
-        data = self.cipher.open(sealed.decode("ascii", "replace"), ttl=self.lifetime) \
-            if sealed else None
-        try:
-            session = Session.from_dict(data) if data else None
-        except (KeyError, TypeError, ValueError):
-            session = None
+        session = self._open(await self._redis.get(SessionKeys.for_session(sid).session))
         if session is None or session.sid != sid:
             return Absent.SIGNED_OUT
         if session.expired(self.clock.time()):
             return Absent.LIFETIME
         return session
 
+    def _open(self, sealed: bytes | None) -> Session | None:
+        data = self.cipher.open(sealed.decode("ascii", "replace"), ttl=self.lifetime) \
+            if sealed else None
+        try:
+            return Session.from_dict(data) if data else None
+        except (KeyError, TypeError, ValueError):
+            return None
+
     async def persist(self, session: Session) -> None:
+        """Index the session under its user, then store it (see gateway/sessions/index.py for
+        why in that order)."""
+        await self._index.add(session)
         await self._redis.set(SessionKeys.for_session(session.sid).session,
                               self.cipher.seal(session.to_dict()),
                               ttl_seconds=self.max_age(session))
 
     async def forget(self, session: Session) -> None:
         await self._redis.delete(SessionKeys.for_session(session.sid).session)
+        await self._index.remove(session.identity.sub, session_hash(session.sid))
+
+    async def _replace(self, fresh: Session) -> None:
+        """Save a refreshed session over the stored one; RefreshRejected if it has ended
+        meanwhile (signed out, revoked or expired on another replica)."""
+        await self._index.add(fresh)
+        if not await self._redis.set(SessionKeys.for_session(fresh.sid).session,
+                                     self.cipher.seal(fresh.to_dict()),
+                                     ttl_seconds=self.max_age(fresh), only_if_exists=True):
+            await self._index.remove(fresh.identity.sub, session_hash(fresh.sid))
+            raise RefreshRejected("the session ended while it was being refreshed")
+
+    async def sessions_of(self, sub: str) -> list[StoredSession]:
+        """The user's sessions that have not ended, soonest-ending first.
+
+        A member without a session is skipped but left in the index: it may be a sign-in
+        between indexing and storing, and the index must keep it (writes prune it by score).
+        """
+        found: list[StoredSession] = []
+        for digest in await self._index.live(sub):
+            sealed = await self._redis.get(SessionKeys.for_hash(digest).session)
+            if sealed is None:
+                continue
+            session = self._open(sealed)
+            if session is not None and session.identity.sub != sub:
+                continue  # not this user's: only a hash collision could put it here
+            found.append(StoredSession(digest, session))
+        return found
+
+    async def end_sessions(self, sub: str, digests: list[str]) -> int:
+        """End the user's sessions hashed `digests` on every replica at once: delete each
+        session key (one at a time: on a Cluster each is in a slot of its own), then take them
+        out of the index. The number of sessions that still existed."""
+        ended = 0
+        for digest in digests:
+            ended += await self._redis.delete(SessionKeys.for_hash(digest).session)
+        await self._index.remove(sub, *digests)
+        return ended
 
     def coordinate(self, refresher: Refresher) -> Refresher:
         """Refresh under the session's Redis lock (see the module docstring)."""
@@ -97,10 +162,10 @@ class RedisSessionStore(SessionStore):
                 fresh = await refresher(session)
             except TokenEndpointError as exc:
                 if exc.error == "invalid_grant":
-                    await self._redis.delete(keys.session)
+                    await self.forget(session)
                 raise
             else:
-                await self.persist(fresh)
+                await self._replace(fresh)
                 return fresh
             finally:
                 await self._redis.release_lock(keys.lock, owner)

@@ -96,6 +96,30 @@ def aws_environment(endpoint: str, secret_access_key: str, config_dir: Path,
     }
 
 
+# Variables through which this machine's own AWS setup could reach the SDK's default chain.
+AMBIENT_AWS_VARIABLES = (
+    "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI")
+
+
+def use_aws_environment(monkeypatch: pytest.MonkeyPatch, env: Mapping[str, str]) -> None:
+    """Make this process's SDK default chain see exactly `env`: every ambient AWS variable
+    is removed first (nothing of this machine's AWS setup leaks into a test)."""
+    for key in AMBIENT_AWS_VARIABLES:
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+
+
+def no_credentials_environment(config_dir: Path) -> dict[str, str]:
+    """Variables under which the SDK's default chain finds no credentials at all."""
+    return {"AWS_CONFIG_FILE": str(config_dir / "no-config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(config_dir / "no-credentials"),
+            "AWS_EC2_METADATA_DISABLED": "true"}
+
+
 class MotoAdmin:
     """Setting up user pools and app clients in moto through the SDK (aiobotocore)."""
 
