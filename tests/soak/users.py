@@ -7,8 +7,10 @@ request k of the run is due at `k / rate` seconds after the start and belongs to
 down (no coordinated omission). Latency is measured from that scheduled time.
 
 A user's tokens are known valid until the `exp` the upstream last reported for them (the
-gateway's own statement of its tokens' expiry, see tests/soak/upstream.py); a request sent
-before that instant was sent while the user's tokens were valid.
+gateway's own statement of its tokens' expiry, in whole seconds, see tests/soak/upstream.py);
+a request sent at least VALID_MARGIN before that instant was sent while the user's tokens were
+valid. The margin keeps a request that reaches the gateway a moment after the expiry from
+counting as one with valid tokens.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from tests.soak.processes import SoakError
 from tests.soak.stack import Credentials, Stack
 from tests.support.browser import Page, ScriptedBrowser
 
+VALID_MARGIN = 0.2
 PAGE_HEADERS = {"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"}
 API_HEADERS = {"Accept": "application/json", "Sec-Fetch-Mode": "cors",
                "X-Requested-With": "XMLHttpRequest"}
@@ -181,7 +184,7 @@ class OpenLoad:
                     scheduled: float) -> None:
         sent = time.monotonic() - start
         self.max_send_lag = max(self.max_send_lag, sent - scheduled)
-        tokens_valid = time.time() < user.valid_until
+        tokens_valid = time.time() < user.valid_until - VALID_MARGIN
         url = f"{self.stack.gateway_url}/app/{kind}/{k % 50}"
         headers = PAGE_HEADERS if kind == "page" else API_HEADERS
         try:
