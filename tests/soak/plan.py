@@ -51,11 +51,16 @@ class SoakPlan:
         return min(5, max(1, self.token_seconds // 2))
 
     @property
+    def sign_in_spread(self) -> float:
+        """Sign-ins start evenly over one refresh interval (token lifetime minus the refresh
+        margin), so sessions refresh at every moment of the run, not in one wave."""
+        return float(self.token_seconds - self.refresh_before_expiry)
+
+    @property
     def warmup_seconds(self) -> float:
-        """The calm start of traffic: until every session has refreshed once (tokens were
-        issued at sign-in, before traffic), but at most a third of the run."""
-        first_refresh = self.token_seconds - self.refresh_before_expiry + 1
-        return min(first_refresh, self.duration / 3)
+        """The calm start of traffic: until every session has refreshed once, but at most a
+        third of the run."""
+        return min(self.sign_in_spread + 1, self.duration / 3)
 
     def problems(self) -> list[str]:
         """Everything wrong with the plan, by option name (empty when it can run)."""
@@ -80,6 +85,7 @@ class SoakPlan:
             "faults": self.faults, "warmup_seconds": self.warmup_seconds,
             "fault_scale": self.fault_scale,
             "refresh_before_expiry_seconds": self.refresh_before_expiry,
+            "sign_in_spread_seconds": self.sign_in_spread,
             "refresh_token_rotation": True, "rotation_grace_seconds": 0,
             "kid_burst_requests": self.kid_burst if self.faults else 0,
         }

@@ -133,8 +133,8 @@ def build_report(facts: RunFacts) -> dict[str, Any]:
     metrics = facts.gateway_metrics
     token_requests = (metrics or {}).get("token_requests_total", {})
     invalid_grant = token_requests.get("refresh_token:invalid_grant", 0)
-    rss = {name: facts.rss.get(name) for name in ("start", "after_warmup", "end")}
-    rss["peak"] = facts.rss_peak
+    rss = {"start": facts.rss.get("start"), "after_warmup": facts.rss.get("after_warmup"),
+           "peak": facts.rss_peak, "end": facts.rss.get("end")}
     warm, end = rss["after_warmup"], rss["end"]
     growth = (end - warm) / warm if warm and end else None
     guarantees: dict[str, Any] = {

@@ -1,7 +1,8 @@
 """One soak run from start to report: stack up, users in, traffic with faults, stack down.
 
 1. Start the stand-in, the upstream and the gateway (tests/soak/stack.py); RSS "start".
-2. Sign every user in through the hosted UI; zero the stand-in's stats; scrape /metrics.
+2. Sign every user in through the hosted UI, the starts spread over one refresh interval;
+   zero the stand-in's stats; scrape /metrics.
 3. Traffic for `duration` seconds with the fault schedule running alongside; RSS "after
    warm-up" when the warm-up ends, sampled for the peak throughout, "end" once every request
    has been answered.
@@ -68,7 +69,8 @@ async def run_soak(plan: SoakPlan, run_dir: Path) -> dict[str, Any]:
             rss = RssSampler(stack.gateway)
             rss.mark("start")
             users = await open_users(stack, exits, request_timeout=plan.request_timeout)
-            await sign_in_all(stack, users, concurrency=plan.sign_in_concurrency)
+            await sign_in_all(stack, users, concurrency=plan.sign_in_concurrency,
+                              spread=plan.sign_in_spread)
             await reset_idp_stats(http, stack.idp_url)
             before = await scrape_metrics(http, stack.metrics_url)
             load = OpenLoad(stack, users, plan.rate, plan.duration, plan.seed)

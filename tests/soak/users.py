@@ -126,14 +126,18 @@ async def open_users(stack: Stack, exits: contextlib.AsyncExitStack, *,
             for i, credentials in enumerate(stack.users)]
 
 
-async def sign_in_all(stack: Stack, users: list[SoakUser], *, concurrency: int) -> None:
-    """Sign every user in through the hosted UI, `concurrency` at a time.
+async def sign_in_all(stack: Stack, users: list[SoakUser], *, concurrency: int,
+                      spread: float) -> None:
+    """Sign every user in through the hosted UI, at most `concurrency` at a time, the starts
+    spread evenly over `spread` seconds (so their tokens expire, and refresh, evenly spread).
 
     Raises SoakError naming how many failed, and how the first one failed, unless all succeed.
     """
     gate = asyncio.Semaphore(concurrency)
+    start = time.monotonic()
 
     async def sign_in(user: SoakUser) -> str | None:
+        await asyncio.sleep(max(0.0, start + user.index * spread / len(users) - time.monotonic()))
         async with gate:
             try:
                 page = await user.browser.sign_in(f"{stack.gateway_url}/app/home",
