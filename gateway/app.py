@@ -1,4 +1,13 @@
-"""The aiohttp applications: the gateway (proxy + /oauth2/*) and the metrics listener.
+"""The aiohttp application: every component built once from Settings and bound to its users.
+
+`create_app` is where the gateway is assembled. Handlers and middlewares are closed over the
+components they use; nothing looks components up per request. The few app keys set here exist
+for the process around the app (server.py: shutdown) and for tests, next to their types.
+
+The way of a request, top to bottom (see docs/architecture.md):
+  listener.py -> observability/requests.py (id, target, logs, metrics, errors)
+  -> dispatch.py (routing.py: a gateway endpoint, or: auth/guard.py -> upstream/proxy.py)
+  -> sessions/layer.py writes the session cookie as the response starts.
 
 Start-up opens the shared clients and loads the IdP metadata in the background (`/ready` is 503
 until discovery and JWKS are loaded and the session store answers); clean-up closes them.
@@ -8,72 +17,150 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway.auth.guard import guard_middleware
-from gateway.auth.routes import routes as auth_routes
+from gateway.auth.alb import AlbDataSigner, AlbKeys
+from gateway.auth.bearer import BearerTokens, Verify
+from gateway.auth.guard import Guard
+from gateway.auth.headers import IdentityHeaders
+from gateway.auth.issuer import SessionIssuer
+from gateway.auth.pending import PendingSignIns
+from gateway.auth.policy import AccessPolicy
+from gateway.auth.principal import Principals
+from gateway.auth.signin import SignIn, SignInSettings
+from gateway.auth.signout import SignOut, SignOutSettings
+from gateway.auth.whoami import Whoami
+from gateway.clock import SYSTEM_CLOCK, Clock
+from gateway.cognito.provider import PROVIDER, IdentityProvider
 from gateway.config import Settings
-from gateway.context import GatewayContext
-from gateway.keys import CONTEXT
-from gateway.observability.metrics import Metrics
+from gateway.dispatch import Dispatcher
+from gateway.health import HEALTH, Health
+from gateway.observability.metrics import METRICS, Metrics
 from gateway.observability.requests import request_middleware
+from gateway.observability.tracing import TRACING_OFF, Tracing
+from gateway.routing import ROUTER, Router
+from gateway.sessions.cipher import Cipher
+from gateway.sessions.cookies import CookiePolicy
+from gateway.sessions.layer import SessionLayer
+from gateway.sessions.redis_store import RedisSessionStore
+from gateway.sessions.refresh import RefreshCoordinator, longest_refresh
+from gateway.sessions.store import SESSION_STORE, CookieSessionStore, SessionStore
+from gateway.translate import ErrorResponses
+from gateway.upstream.failures import UpstreamFailures
+from gateway.upstream.forwarding import TrustedProxies
+from gateway.upstream.proxy import ProxySettings, UpstreamProxy
+from gateway.upstream.websocket import OPEN_SOCKETS, OpenSockets, WebSocketRelay
 
-MAX_FIELD_SIZE = 65536
+ALB_SIGNER = "arn:aws:elasticloadbalancing:local:000000000000:loadbalancer/app/cognito-gateway"
+LOCK_MARGIN = 5.0  # a Redis refresh lock outlives the longest refresh by this much
 
 
-def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Application:
+def create_app(settings: Settings, *, metrics: Metrics | None = None,
+               clock: Clock = SYSTEM_CLOCK, tracing: Tracing = TRACING_OFF) -> web.Application:
     """The gateway application for these settings."""
-    app = web.Application(middlewares=[request_middleware, guard_middleware],
-                          handler_args={"max_field_size": MAX_FIELD_SIZE,
-                                        "max_line_size": MAX_FIELD_SIZE})
-    app[CONTEXT] = GatewayContext.create(settings, metrics or Metrics())
-    app.router.add_get("/ping", ping)
-    app.router.add_get("/ready", ready)
-    app.add_routes(auth_routes)
-    app.router.add_route("*", "/{tail:.*}", proxy_handler)
-    app.cleanup_ctx.append(_lifecycle)
+    s = settings
+    metrics = metrics or Metrics()
+    provider = IdentityProvider(s, metrics, clock=clock, tracing=tracing)
+    cookies = CookiePolicy(s.session.cookie_name, s.session.cookie_secure,
+                           s.session.cookie_samesite)
+    cipher = Cipher(s.session.secret, clock=clock)
+    store = session_store(s, cookies, cipher, clock, tracing)
+    issuer = SessionIssuer(s, provider, clock=clock)
+    sessions = SessionLayer(
+        store, RefreshCoordinator(store.coordinate(issuer.refreshed), metrics, clock=clock),
+        metrics, refresh_before=s.session.refresh_before_expiry_seconds,
+        revalidate_after=s.session.revalidate_seconds if s.session.store == "cookie" else 0,
+        clock=clock)
+    alb = AlbDataSigner(s.session.secret[0], issuer=s.issuer, client_id=s.cognito.client_id,
+                        signer=ALB_SIGNER)
+    identity_headers = IdentityHeaders(s.headers, alb)
+    bearer = (BearerTokens(_verify_access_token(provider), identity_headers, clock=clock)
+              if s.auth.accept_bearer_tokens else None)
+    principals = Principals(sessions, bearer, identity_headers, clock=clock)
+    guard = Guard(AccessPolicy(s.auth), principals, metrics)
+    sign_in = SignIn(SignInSettings(s.server.public_url, s.redirect_uri, s.cognito.pkce,
+                                    s.identity_provider_names),
+                     provider=provider, pending=PendingSignIns(cookies, cipher), issuer=issuer,
+                     sessions=sessions, metrics=metrics)
+    sockets = OpenSockets()
+    failures = UpstreamFailures(metrics)
+    trusted = TrustedProxies(s.server.trusted_proxies)
+    proxy = UpstreamProxy(
+        ProxySettings(s.upstream, s.server.public_url, s.server.client_body_timeout_seconds,
+                      s.server.max_header_bytes),
+        trusted=trusted, cookies=cookies, metrics=metrics, failures=failures,
+        websockets=WebSocketRelay(sockets, failures, max_sockets=s.upstream.max_websockets,
+                                  max_message_bytes=s.upstream.websocket_max_message_bytes,
+                                  clock=clock),
+        tracing=tracing)
+    sign_out = SignOut(SignOutSettings(s.server.public_url, s.logout_uri), provider=provider,
+                       sessions=sessions, sockets=sockets, cookies=cookies, metrics=metrics)
+    keys = AlbKeys(alb)
+    health = Health(provider, store, metrics)
+    router = Router({**health.endpoints(), **sign_in.endpoints(), **sign_out.endpoints(),
+                     **Whoami(guard, principals, trusted).endpoints(), **keys.endpoints()},
+                    keys.prefixed())
+
+    app = web.Application(middlewares=[
+        request_middleware(metrics, ErrorResponses(s.server.public_url), tracing, trusted)])
+    app.on_response_prepare.append(sessions.write_cookies)
+    app.router.add_route("*", "/{tail:.*}", Dispatcher(router, guard, sign_in, proxy).dispatch)
+    app.cleanup_ctx.append(_lifecycle(provider, proxy, store, metrics))
+    app[METRICS], app[PROVIDER], app[SESSION_STORE] = metrics, provider, store
+    app[HEALTH], app[OPEN_SOCKETS], app[ROUTER] = health, sockets, router
     return app
 
 
-async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
-    ctx = app[CONTEXT]
-    await ctx.proxy.start()
-    ctx.metrics.ready.set(0)
-    loader = asyncio.create_task(ctx.provider.load_until_ready())
-
-    def loaded(task: asyncio.Task[None]) -> None:
-        if not task.cancelled():
-            ctx.metrics.ready.set(1)  # /ready refines it (session store, shutdown) when probed
-
-    loader.add_done_callback(loaded)
-    yield
-    ctx.metrics.ready.set(0)
-    loader.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await loader
-    await ctx.close()
+def session_store(s: Settings, cookies: CookiePolicy, cipher: Cipher, clock: Clock,
+                  tracing: Tracing = TRACING_OFF) -> SessionStore:
+    """The configured session store."""
+    if s.session.store == "redis":
+        return RedisSessionStore(
+            cookies, cipher, s.session, clock=clock, tracing=tracing,
+            lock_seconds=longest_refresh(s.cognito.timeout_seconds) + LOCK_MARGIN)
+    return CookieSessionStore(cookies, cipher, s.session.lifetime_seconds, clock=clock)
 
 
-async def proxy_handler(request: web.Request) -> web.StreamResponse:
-    return await request.app[CONTEXT].proxy.handle(request)
+def _verify_access_token(provider: IdentityProvider) -> Verify:
+    """Verification through the provider's verifier, which exists once discovery loaded."""
+    async def verify(token: str) -> dict[str, Any]:
+        return await provider.verifier.verify_access_token(token)
+
+    return verify
 
 
-async def ping(_request: web.Request) -> web.Response:
-    """Liveness: the process answers."""
-    return web.Response(text="ok")
+Lifecycle = Callable[[web.Application], contextlib.AbstractAsyncContextManager[None]]
 
 
-async def ready(request: web.Request) -> web.Response:
-    """Readiness: IdP metadata and keys loaded, session store answering, not shutting down."""
-    ctx = request.app[CONTEXT]
-    checks = {"idp": ctx.provider.ready, "session_store": await ctx.store.ping(),
-              "accepting": not ctx.shutting_down}
-    ok = all(checks.values())
-    ctx.metrics.ready.set(1 if ok else 0)
-    return web.json_response({"ready": ok, "checks": checks}, status=200 if ok else 503)
+def _lifecycle(provider: IdentityProvider, proxy: UpstreamProxy, store: SessionStore,
+               metrics: Metrics) -> Lifecycle:
+    @contextlib.asynccontextmanager
+    async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
+        await proxy.start()
+        metrics.ready.set(0)
+        loader = asyncio.create_task(provider.load_until_ready())
+
+        def loaded(task: asyncio.Task[None]) -> None:
+            if not task.cancelled():
+                metrics.ready.set(1)  # /ready refines it (session store, shutdown) when probed
+
+        loader.add_done_callback(loaded)
+        try:
+            yield
+        finally:
+            metrics.ready.set(0)
+            loader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loader
+            await proxy.close()
+            await store.close()
+            await provider.close()
+
+    return lifecycle
 
 
 def create_metrics_app(metrics: Metrics) -> web.Application:

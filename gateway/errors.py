@@ -1,27 +1,39 @@
-"""The gateway's error tree, and the one place where low-level failures are mapped into it.
+"""The gateway's error tree. Errors say what went wrong; gateway/translate.py alone says what
+each one looks like over HTTP (status, JSON code, page), in one table.
 
 ```
 GatewayError
 ├── ConfigError                    bad settings; lists every problem by key
-├── IdPError                       talking to the identity provider failed
+├── IdPError                       talking to the identity provider failed (reason: a label)
 │   ├── DiscoveryError             openid-configuration missing or malformed
 │   ├── JWKSError                  signing keys could not be fetched or parsed
 │   └── TokenEndpointError         /oauth2/token (or /revoke) answered with an error
-├── TokenValidationError           a token failed verification (reason is a bounded label)
-├── SignInError                    the callback could not complete a sign-in (400 page)
+├── TokenValidationError           a token failed verification (reason: a bounded label)
+├── SignInError                    the callback could not complete a sign-in
+├── RequestRefused                 refused before any decision (reason: a bounded label)
+│   ├── BadTarget                  an ambiguous or malformed request target
+│   ├── UnknownEndpoint            a path under /oauth2/ the gateway does not serve
+│   ├── MethodNotAllowed           a gateway endpoint called with another method
+│   └── TooManyWebSockets          upstream.max_websockets are open already
+├── ClientRequestError             the client's request cannot be forwarded as it was sent
+│   ├── RequestBodyTooLarge        over upstream.max_request_body_bytes
+│   └── RequestBodyTimeout         the body stalled past client_body_timeout_seconds
 ├── AuthError                      the request may not pass the guard
-│   ├── Unauthenticated            401: no session and no acceptable bearer token
-│   ├── Forbidden                  403: signed in, but not in allowed_groups
-│   ├── SessionUnavailable         503: tokens expired while the IdP is unreachable
-│   └── SessionStoreUnavailable    503: the session store (Redis) cannot be reached
+│   ├── Unauthenticated            no session and no acceptable bearer token
+│   │   └── InvalidBearerToken     a bearer token was sent and failed verification
+│   └── Forbidden                  signed in, but a rule or allowed_groups says no
+├── SessionError                   the session cannot serve this request
+│   ├── RefreshRejected            the IdP refused the refresh token: sign in again
+│   ├── SessionUnavailable         its tokens expired while the IdP is unavailable
+│   └── SessionStoreUnavailable    the session store (Redis) cannot be reached
 └── UpstreamError                  forwarding to the app failed before the response started
-    ├── UpstreamConnectError       502
-    ├── UpstreamTimeout            504
-    └── RequestBodyTooLarge        413
+    ├── UpstreamConnectError       refused, reset or unreachable
+    └── UpstreamTimeout            no answer in time
 ```
 
-`network_failure_reason` is the single translation point from aiohttp's client exceptions to
-the bounded reasons ("timeout", "connect", "reset") that the IdP client and the proxy report.
+`network_failure_reason` classifies a client-side network exception as a bounded reason
+("timeout", "connect", "reset"); gateway/upstream/failures.py and the IdP client turn that into
+the errors above.
 """
 
 from __future__ import annotations
@@ -117,76 +129,124 @@ class TokenValidationError(GatewayError):
 
 
 class SignInError(GatewayError):
-    """A sign-in could not complete; shown to the browser with `code` and `hint`."""
+    """A sign-in could not complete; shown to the browser with `code` and `hint`.
 
-    def __init__(self, code: str, hint: str, *, status: int = 400) -> None:
+    `transient` when the IdP failed (trying again may work) rather than refused.
+    """
+
+    def __init__(self, code: str, hint: str, *, transient: bool = False) -> None:
         super().__init__(f"{code}: {hint}")
         self.code = code
         self.hint = hint
-        self.status = status
+        self.transient = transient
+
+
+class RequestRefused(GatewayError):
+    """The request was refused before any decision; `reason` labels the refusal metric."""
+
+    reason = "bad_request"
+
+    def __init__(self, detail: str, message: str) -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
+class BadTarget(RequestRefused):
+    """The request target is malformed, or ambiguous between strict and lenient servers.
+
+    `detail` names the class of the problem (encoded_slash, ambiguous_dot_segment, ...).
+    """
+
+    reason = "bad_target"
+
+
+class UnknownEndpoint(RequestRefused):
+    """A path under /oauth2/ that the gateway does not serve (it is never proxied)."""
+
+    reason = "unknown_endpoint"
+
+
+class MethodNotAllowed(RequestRefused):
+    """A gateway endpoint called with a method it does not answer."""
+
+    reason = "method_not_allowed"
+
+    def __init__(self, allowed: tuple[str, ...]) -> None:
+        super().__init__("method", f"this endpoint answers {', '.join(allowed)}")
+        self.allowed = allowed
+
+
+class TooManyWebSockets(RequestRefused):
+    """`upstream.max_websockets` sockets are open already; the upgrade is refused."""
+
+    reason = "too_many_websockets"
 
 
 class AuthError(GatewayError):
     """The request may not pass the guard."""
 
-    status = 401
-    code = "unauthorized"
-
 
 class Unauthenticated(AuthError):
     """No session and no acceptable bearer token."""
 
-    status = 401
-    code = "unauthorized"
+
+class InvalidBearerToken(Unauthenticated):
+    """A bearer token was sent and failed verification; `reason` is the bounded label."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"invalid bearer token: {reason}")
+        self.reason = reason
 
 
 class Forbidden(AuthError):
-    """Signed in, but outside the allowed groups."""
-
-    status = 403
-    code = "forbidden"
+    """Signed in, but a rule or `auth.allowed_groups` does not let this principal in."""
 
 
-class SessionUnavailable(AuthError):
+class SessionError(GatewayError):
+    """The request's session cannot serve it."""
+
+
+class RefreshRejected(SessionError):
+    """The IdP refused the session's refresh token (revoked, expired): sign in again."""
+
+
+class SessionUnavailable(SessionError):
     """The session's tokens expired and could not be refreshed because the IdP is unavailable."""
 
-    status = 503
-    code = "idp_unavailable"
 
-
-class SessionStoreUnavailable(AuthError):
+class SessionStoreUnavailable(SessionError):
     """The session store (Redis) cannot be reached."""
 
-    status = 503
-    code = "session_store_unavailable"
+
+class ClientRequestError(GatewayError):
+    """The client's request cannot be forwarded as it was sent."""
+
+
+class RequestBodyTooLarge(ClientRequestError):
+    """The request body exceeds `upstream.max_request_body_bytes`."""
+
+
+class RequestBodyTimeout(ClientRequestError):
+    """The client stopped sending its body for longer than `client_body_timeout_seconds`."""
 
 
 class UpstreamError(GatewayError):
-    """Forwarding to the upstream failed before the response started."""
+    """Forwarding to the upstream failed before the response started; `reason` is the label
+    of `upstream_errors_total`."""
 
-    status = 502
     reason = "connect"
 
 
 class UpstreamConnectError(UpstreamError):
     """The upstream refused or dropped the connection."""
 
-    status = 502
     reason = "connect"
 
 
 class UpstreamTimeout(UpstreamError):
     """The upstream did not answer in time."""
 
-    status = 504
     reason = "timeout"
-
-
-class RequestBodyTooLarge(UpstreamError):
-    """The request body exceeds `upstream.max_request_body_bytes`."""
-
-    status = 413
-    reason = "too_large"
 
 
 def network_failure_reason(exc: BaseException) -> str | None:

@@ -12,17 +12,17 @@ import asyncio
 import signal
 
 from aiohttp import web
-from aiohttp.log import access_logger
 
 from gateway.app import create_app, create_metrics_app
 from gateway.config import Settings
-from gateway.keys import CONTEXT
-from gateway.observability.access_log import JsonAccessLogger
+from gateway.health import HEALTH
+from gateway.listener import gateway_runner
 from gateway.observability.logging import flush_logs, get_logger
 from gateway.observability.metrics import Metrics
+from gateway.observability.tracing import setup_tracing
+from gateway.upstream.websocket import OPEN_SOCKETS
 
 log = get_logger(__name__)
-KEEPALIVE_TIMEOUT = 75.0  # above common load balancers' idle timeout (ALB: 60 s)
 
 
 def _host_port(listen: str) -> tuple[str, int]:
@@ -30,41 +30,44 @@ def _host_port(listen: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
-    """Serve until `stop` is set or a termination signal arrives."""
+async def serve(settings: Settings, *, stop: asyncio.Event | None = None,
+                reuse_port: bool = False, metrics_listener: bool = True) -> None:
+    """Serve until `stop` is set or a termination signal arrives.
+
+    A worker of `gateway.workers` binds `server.listen` with `reuse_port` beside its siblings
+    and opens no metrics listener (`metrics_listener=False`): its supervisor serves /metrics.
+    """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     metrics = Metrics()
-    app = create_app(settings, metrics)
-    runner = web.AppRunner(
-        app, access_log_class=JsonAccessLogger,
-        access_log=access_logger if settings.log.access_log else None,
-        auto_decompress=False, keepalive_timeout=KEEPALIVE_TIMEOUT,
-        shutdown_timeout=settings.server.shutdown_timeout_seconds,
-        max_field_size=65536, max_line_size=65536)
+    tracing = setup_tracing()
+    app = create_app(settings, metrics=metrics, tracing=tracing)
+    runner = gateway_runner(app, settings, metrics)
     metrics_runner = web.AppRunner(create_metrics_app(metrics), access_log=None)
     await runner.setup()
     await metrics_runner.setup()
     host, port = _host_port(settings.server.listen)
     m_host, m_port = _host_port(settings.server.metrics_listen)
-    await web.TCPSite(runner, host, port, backlog=1024,
+    await web.TCPSite(runner, host, port, backlog=1024, reuse_port=reuse_port,
                       shutdown_timeout=settings.server.shutdown_timeout_seconds).start()
-    await web.TCPSite(metrics_runner, m_host, m_port).start()
+    if metrics_listener:
+        await web.TCPSite(metrics_runner, m_host, m_port).start()
     log.info("listening", listen=settings.server.listen, metrics=settings.server.metrics_listen,
              upstream=settings.upstream.url, issuer=settings.issuer)
     try:
         await stop.wait()
     finally:
         log.info("shutting_down", drain_seconds=settings.server.shutdown_timeout_seconds)
-        app[CONTEXT].shutting_down = True
+        app[HEALTH].shutting_down = True
         await asyncio.sleep(settings.server.shutdown_delay_seconds)
-        await app[CONTEXT].proxy.close_websockets()
+        await app[OPEN_SOCKETS].close_all()
         await runner.cleanup()
         await metrics_runner.cleanup()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        await asyncio.to_thread(tracing.shutdown)
         log.info("stopped")
         flush_logs()
 

@@ -11,6 +11,7 @@ import asyncio
 import io
 import json
 import re
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,12 +22,16 @@ from aiohttp import web
 from cryptography.fernet import Fernet
 
 from gateway.app import create_app
+from gateway.clock import SYSTEM_CLOCK, Clock
+from gateway.cognito.provider import PROVIDER, IdentityProvider
 from gateway.config import Settings, load_settings
-from gateway.context import GatewayContext
-from gateway.demo.stack import free_port
 from gateway.devidp import AppClient, DevIdp, User, UserPool
-from gateway.keys import CONTEXT
+from gateway.listener import gateway_runner
 from gateway.observability.logging import configure_logging, flush_logs
+from gateway.observability.metrics import METRICS, Metrics
+from gateway.observability.tracing import TRACING_OFF, Tracing
+from gateway.sessions.store import SESSION_STORE, SessionStore
+from tests.support.ports import listening_socket
 from tests.support.upstream import create_test_upstream
 
 CLIENT_ID = "gateway-client"
@@ -80,13 +85,14 @@ def log_events(buffer: io.StringIO) -> list[dict[str, Any]]:
     return [json.loads(line) for line in log_text(buffer).splitlines() if line.startswith("{")]
 
 
-async def serve(app: web.Application, port: int = 0) -> tuple[web.AppRunner, str]:
+async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
+    """Serve `app` on a port the OS picks on 127.0.0.1; return its runner and URL."""
     runner = web.AppRunner(app, access_log=None, auto_decompress=False,
                            max_field_size=65536, max_line_size=65536)
     await runner.setup()
-    port = port or free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return runner, f"http://127.0.0.1:{port}"
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    host, port = runner.addresses[0][:2]
+    return runner, f"http://{host}:{port}"
 
 
 @pytest.fixture
@@ -97,8 +103,17 @@ async def upstream() -> AsyncIterator[str]:
 
 
 @pytest.fixture
-def gateway_port() -> int:
-    return free_port()
+def gateway_socket() -> Iterator[socket.socket]:
+    """The gateway's listening socket, bound before the gateway starts: the IdP's pool needs
+    the gateway's URL (its callback) first, and a bound socket cannot be taken meanwhile."""
+    with listening_socket() as sock:
+        yield sock
+
+
+@pytest.fixture
+def gateway_port(gateway_socket: socket.socket) -> int:
+    port: int = gateway_socket.getsockname()[1]
+    return port
 
 
 @pytest.fixture
@@ -122,8 +137,15 @@ def pool(gateway_url: str) -> UserPool:
 
 
 @pytest.fixture
-async def idp(pool: UserPool) -> AsyncIterator[DevIdp]:
-    async with DevIdp(pool) as running:
+def clock() -> Clock:
+    """The time the gateway and the IdP read; a module wanting to move it returns a
+    tests.support.clock.ManualClock instead."""
+    return SYSTEM_CLOCK
+
+
+@pytest.fixture
+async def idp(pool: UserPool, clock: Clock) -> AsyncIterator[DevIdp]:
+    async with DevIdp(pool, now=clock.time) as running:
         yield running
 
 
@@ -132,10 +154,19 @@ class RunningGateway:
     url: str
     app: web.Application
     settings: Settings
+    runner: web.AppRunner
 
     @property
-    def ctx(self) -> GatewayContext:
-        return self.app[CONTEXT]
+    def metrics(self) -> Metrics:
+        return self.app[METRICS]
+
+    @property
+    def provider(self) -> IdentityProvider:
+        return self.app[PROVIDER]
+
+    @property
+    def store(self) -> SessionStore:
+        return self.app[SESSION_STORE]
 
 
 GatewayFactory = Callable[..., Awaitable[RunningGateway]]
@@ -155,27 +186,43 @@ def gateway_env(idp: DevIdp, upstream: str, gateway_url: str, **env: str) -> dic
     return base | env
 
 
-async def start_gateway(env: dict[str, str], port: int) -> tuple[web.AppRunner, RunningGateway]:
+READY_WITHIN = 10.0
+
+
+async def start_gateway(env: dict[str, str], sock: socket.socket, *,
+                        clock: Clock = SYSTEM_CLOCK, tracing: Tracing = TRACING_OFF,
+                        ready: bool = True) -> tuple[web.AppRunner, RunningGateway]:
+    """Serve a gateway on the listening socket `sock`; with `ready`, wait (failing loudly
+    after READY_WITHIN seconds) until it has loaded the IdP's metadata and keys."""
     settings = load_settings(environ=env)
-    app = create_app(settings)
-    runner, url = await serve(app, port)
-    for _ in range(200):
-        if app[CONTEXT].provider.ready:
-            break
-        await asyncio.sleep(0.02)
-    return runner, RunningGateway(url, app, settings)
+    app = create_app(settings, clock=clock, tracing=tracing)
+    runner = gateway_runner(app, settings, app[METRICS])
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    gateway = RunningGateway(url, app, settings, runner)
+    if ready:
+        try:
+            async with asyncio.timeout(READY_WITHIN):
+                while not app[PROVIDER].ready:  # noqa: ASYNC110 - no event for "loaded"
+                    await asyncio.sleep(0.02)
+        except TimeoutError:
+            await runner.cleanup()
+            pytest.fail(f"the gateway did not load the IdP's metadata within {READY_WITHIN} s")
+    return runner, gateway
 
 
 @pytest.fixture
-async def make_gateway(idp: DevIdp, upstream: str, gateway_url: str, gateway_port: int,
-                       secrets: Secrets) -> AsyncIterator[GatewayFactory]:
+async def make_gateway(idp: DevIdp, upstream: str, gateway_url: str,
+                       gateway_socket: socket.socket, secrets: Secrets,
+                       clock: Clock) -> AsyncIterator[GatewayFactory]:
     """Start a gateway in front of `upstream`, signing in at `idp`; GATEWAY_* overrides apply."""
     runners: list[web.AppRunner] = []
 
-    async def make(**env: str) -> RunningGateway:
+    async def make(*, ready: bool = True, **env: str) -> RunningGateway:
         full = gateway_env(idp, upstream, gateway_url, **env)
         secrets.add(full["GATEWAY_SESSION_SECRET"], full["GATEWAY_COGNITO_CLIENT_SECRET"])
-        runner, gateway = await start_gateway(full, gateway_port)
+        runner, gateway = await start_gateway(full, gateway_socket, clock=clock, ready=ready)
         runners.append(runner)
         return gateway
 

@@ -72,7 +72,7 @@ async def test_tokens_that_are_not_valid_access_tokens_get_401(
     async with http.get(gateway.url + "/api", headers={"Authorization": f"Bearer {token}"}) as r:
         assert r.status == 401
         assert r.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
-    failures = gateway.ctx.metrics.token_validation_failures.labels(reason=reason)
+    failures = gateway.metrics.token_validation_failures.labels(reason=reason)
     assert failures._value.get() == 1
 
 

@@ -154,6 +154,13 @@ class BuiltImage:
     healthcheck: list[str]
 
 
+@pytest.fixture
+def gateway_port() -> int:
+    """A port for the gateway process to bind itself (a process cannot take a socket of the
+    test's): free right now, and bound by the process at its start."""
+    return free_port()
+
+
 @pytest.fixture(scope="module")
 def image(tmp_path_factory: pytest.TempPathFactory) -> BuiltImage:
     """Carry out the build stage, then prepare the final stage's environment and commands."""

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import socket
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,13 +16,23 @@ import pytest
 from cryptography.fernet import Fernet
 
 from gateway.config import load_settings
-from gateway.demo.stack import free_port
 from gateway.devidp import AppClient, DevIdp, UserPool
 from gateway.devidp.keys import SigningKeys
 from gateway.doctor import Status, run_doctor
 from gateway.doctor.redirect import redirect_uri_finding
 from gateway.doctor.verdicts import clock_finding
 from tests.conftest import ALICE, CLIENT_ID, CLIENT_SECRET, Secrets
+
+# A bound socket that never listens: connecting to it is refused for the whole module.
+_REFUSING = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+_REFUSING.bind(("127.0.0.1", 0))
+REFUSING_PORT: int = _REFUSING.getsockname()[1]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _release_the_refusing_port() -> Iterator[None]:
+    yield
+    _REFUSING.close()
 
 PUBLIC_URL = "http://localhost:4180"
 REDIRECT_URI = PUBLIC_URL + "/oauth2/callback"
@@ -139,7 +150,7 @@ CASES = {
         issuer=lambda idp: idp.issuer.replace("127.0.0.1", "localhost"), check="issuer",
         phrase="every token would fail the iss check"),
     "IdP unreachable": Case(
-        issuer=lambda _idp: f"http://127.0.0.1:{free_port()}/local-1_DevPool01",
+        issuer=lambda _idp: f"http://127.0.0.1:{REFUSING_PORT}/local-1_DevPool01",
         check="discovery", phrase="cannot reach the IdP"),
     "IdP failing (discovery 503)": Case(prepare=_discovery_503, check="discovery",
                                         phrase="the IdP failed"),

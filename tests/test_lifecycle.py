@@ -1,10 +1,12 @@
 """Token lifecycle against the dev IdP with lifetimes of a few seconds: refresh by expiry,
-single-flight refresh under rotation with grace 0, failure policy, sign-out, WebSocket expiry."""
+single-flight refresh under rotation with grace 0, failure policy, sign-out, WebSocket expiry.
+
+The gateway and the IdP share a ManualClock: "four seconds later" is `clock.advance(4)`."""
 
 from __future__ import annotations
 
 import asyncio
-import time
+import json
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -13,6 +15,7 @@ from yarl import URL
 
 from gateway.devidp import DevIdp, UserPool
 from gateway.sessions.cipher import Cipher
+from gateway.sessions.model import Absent, Session
 from tests.conftest import (
     ALICE,
     CLIENT_ID,
@@ -24,9 +27,15 @@ from tests.conftest import (
     sign_in_cookies,
 )
 from tests.support.browser import ScriptedBrowser
+from tests.support.clock import ManualClock
 
 TOKEN_SECONDS = 4
 SHORT = {"GATEWAY_SESSION_REFRESH_BEFORE_EXPIRY_SECONDS": "2"}
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
 
 
 @pytest.fixture
@@ -54,34 +63,34 @@ def _refresh_token(gateway: RunningGateway, cookie: str) -> str:
     return token
 
 
-async def _wait_until_refresh_due() -> None:
-    await asyncio.sleep(TOKEN_SECONDS - 2 + 0.2)
+async def _wait_until_refresh_due(clock: ManualClock) -> None:
+    await clock.advance(TOKEN_SECONDS - 2 + 0.2)
 
 
 async def test_continuous_browsing_across_expiries_never_signs_in_again(
-        make_gateway: GatewayFactory, idp: DevIdp) -> None:
+        make_gateway: GatewayFactory, idp: DevIdp, clock: ManualClock) -> None:
     """A browser making requests for three token lifetimes keeps getting the page."""
     gateway = await make_gateway(**SHORT)
     async with ScriptedBrowser() as browser:
         page = await browser.sign_in(f"{gateway.url}/", ALICE.username, ALICE.password)
         assert page.status == 200
-        deadline = time.monotonic() + 3 * TOKEN_SECONDS
         statuses = []
-        while time.monotonic() < deadline:
+        for _ in range(3 * TOKEN_SECONDS * 4):
             page = await browser.request("GET", f"{gateway.url}/page", follow_redirects=False)
             statuses.append(page.status)
-            await asyncio.sleep(0.25)
+            await clock.advance(0.25)
     assert set(statuses) == {200}
     assert idp.token_requests["refresh_token"] >= 3
     assert idp.token_requests["authorization_code"] == 1
 
 
 async def test_fifty_concurrent_requests_at_expiry_refresh_exactly_once(
-        make_gateway: GatewayFactory, idp: DevIdp, http: aiohttp.ClientSession) -> None:
+        make_gateway: GatewayFactory, idp: DevIdp, http: aiohttp.ClientSession,
+        clock: ManualClock) -> None:
     """Rotation on, grace 0: one refresh call, and every request still succeeds."""
     gateway = await make_gateway(**SHORT)
     cookie = await sign_in_cookies(gateway.url)
-    await _wait_until_refresh_due()
+    await _wait_until_refresh_due(clock)
 
     async def get() -> tuple[int, str]:
         async with http.get(f"{gateway.url}/x", headers={"Cookie": cookie,
@@ -97,12 +106,12 @@ async def test_fifty_concurrent_requests_at_expiry_refresh_exactly_once(
 
 async def test_refreshed_cookie_carries_the_rotated_refresh_token(
         make_gateway: GatewayFactory, idp: DevIdp, http: aiohttp.ClientSession,
-        secrets: Secrets) -> None:
+        secrets: Secrets, clock: ManualClock) -> None:
     """After a refresh with rotation, the session holds the new refresh token."""
     gateway = await make_gateway(**SHORT)
     cookie = await sign_in_cookies(gateway.url)
     old = _refresh_token(gateway, cookie)
-    await _wait_until_refresh_due()
+    await _wait_until_refresh_due(clock)
     async with http.get(f"{gateway.url}/x", headers={"Cookie": cookie}) as resp:
         assert resp.status == 200
         fresh = resp.cookies["_cognito_gateway"].value
@@ -112,12 +121,13 @@ async def test_refreshed_cookie_carries_the_rotated_refresh_token(
 
 
 async def test_revoked_user_is_sent_to_sign_in_at_the_next_refresh(
-        make_gateway: GatewayFactory, idp: DevIdp, http: aiohttp.ClientSession) -> None:
+        make_gateway: GatewayFactory, idp: DevIdp, http: aiohttp.ClientSession,
+        clock: ManualClock) -> None:
     """Global sign-out at the IdP: invalid_grant ends the session (302 browser, 401 API)."""
     gateway = await make_gateway(**SHORT)
     cookie = await sign_in_cookies(gateway.url)
     idp.global_sign_out(ALICE.username)
-    await _wait_until_refresh_due()
+    await _wait_until_refresh_due(clock)
     async with http.get(f"{gateway.url}/x", allow_redirects=False, headers={
             "Cookie": cookie, "Accept": "text/html"}) as resp:
         assert resp.status == 302
@@ -127,66 +137,89 @@ async def test_revoked_user_is_sent_to_sign_in_at_the_next_refresh(
     async with http.get(f"{gateway.url}/x", headers={"Cookie": cookie,
                                                      "Accept": "application/json"}) as resp:
         assert resp.status == 401
-    outcomes = gateway.ctx.metrics.session_refreshes.labels(outcome="rejected")
-    assert outcomes._value.get() >= 1
+    registry = gateway.metrics.registry
+    assert registry.get_sample_value("cognito_gateway_session_refreshes_total",
+                                     {"outcome": "rejected"}) == 1
+    assert registry.get_sample_value("cognito_gateway_reauthentications_total",
+                                     {"reason": "refresh_rejected"}) == 1
 
 
 async def test_failing_token_endpoint_does_not_log_anyone_out_while_tokens_are_valid(
-        make_gateway: GatewayFactory, idp: DevIdp, http: aiohttp.ClientSession) -> None:
-    """IdP 503 during the refresh window: requests keep succeeding on the current tokens."""
+        make_gateway: GatewayFactory, idp: DevIdp, http: aiohttp.ClientSession,
+        clock: ManualClock) -> None:
+    """IdP 503 during the refresh window: requests keep succeeding on the current tokens;
+    after the backoff the next request refreshes."""
     gateway = await make_gateway(GATEWAY_SESSION_REFRESH_BEFORE_EXPIRY_SECONDS="3")
     cookie = await sign_in_cookies(gateway.url)
     idp.add_fault("token", 503)
-    await asyncio.sleep(1.2)
-    for _ in range(5):
+    await clock.advance(1.2)
+
+    async def get() -> tuple[int, bool]:
         async with http.get(f"{gateway.url}/x", headers={"Cookie": cookie}) as resp:
-            assert resp.status == 200
-    assert idp.token_requests["refresh_token"] >= 1
+            return resp.status, "_cognito_gateway" in resp.cookies
+
+    for _ in range(5):
+        assert await clock.run(get()) == (200, False)
+    assert idp.token_requests["refresh_token"] == 3  # one attempt and two quick retries
     idp.clear_faults()
-    await asyncio.sleep(1.2)  # past the first backoff
-    async with http.get(f"{gateway.url}/x", headers={"Cookie": cookie}) as resp:
-        assert resp.status == 200
-        assert "_cognito_gateway" in resp.cookies
+    await clock.advance(1.2)  # past the first backoff
+    assert await get() == (200, True)
 
 
 async def test_expired_tokens_with_the_idp_down_get_503_and_keep_the_session(
-        make_gateway: GatewayFactory, idp: DevIdp, http: aiohttp.ClientSession) -> None:
+        make_gateway: GatewayFactory, idp: DevIdp, http: aiohttp.ClientSession,
+        clock: ManualClock) -> None:
     """After expiry with the IdP down: 503 JSON for APIs, a page for browsers, no logout."""
     gateway = await make_gateway(**SHORT)
     cookie = await sign_in_cookies(gateway.url)
     idp.add_fault("token", 503)
-    await asyncio.sleep(TOKEN_SECONDS + 0.2)
-    async with http.get(f"{gateway.url}/x", headers={"Cookie": cookie,
-                                                     "Accept": "application/json"}) as resp:
-        assert resp.status == 503
-        assert (await resp.json())["error"] == "idp_unavailable"
-        assert "Set-Cookie" not in resp.headers
-    async with http.get(f"{gateway.url}/x", headers={"Cookie": cookie,
-                                                     "Accept": "text/html"}) as resp:
-        assert resp.status == 503
-        assert "Try again" in await resp.text()
+    await clock.advance(TOKEN_SECONDS + 0.2)
+
+    async def get(accept: str) -> tuple[int, str, bool]:
+        async with http.get(f"{gateway.url}/x", headers={"Cookie": cookie,
+                                                         "Accept": accept}) as resp:
+            return resp.status, await resp.text(), "Set-Cookie" in resp.headers
+
+    status, body, set_cookie = await clock.run(get("application/json"))
+    assert (status, json.loads(body)["error"], set_cookie) == (503, "idp_unavailable", False)
+    status, body, _ = await clock.run(get("text/html"))
+    assert status == 503
+    assert "Try again" in body
     idp.clear_faults()
-    await asyncio.sleep(1.1)
+    await clock.advance(1.1)
     async with http.get(f"{gateway.url}/x", headers={"Cookie": cookie}) as resp:
         assert resp.status == 200
 
 
 async def test_session_never_outlives_its_absolute_lifetime(
-        make_gateway: GatewayFactory, http: aiohttp.ClientSession) -> None:
+        make_gateway: GatewayFactory, http: aiohttp.ClientSession, clock: ManualClock) -> None:
     """Refresh renews tokens, not the session: after lifetime_seconds it is over."""
     gateway = await make_gateway(GATEWAY_SESSION_LIFETIME_SECONDS="60", **SHORT)
     cookie = await sign_in_cookies(gateway.url)
-    session = await gateway.ctx.store.load(_request_with(cookie))
-    assert session is not None
+    session = await gateway.store.load(_request_with(cookie))
+    assert isinstance(session, Session)
     assert session.expires_at - session.created_at == 60
-    await _wait_until_refresh_due()
+    await _wait_until_refresh_due(clock)
     async with http.get(f"{gateway.url}/x", headers={"Cookie": cookie}) as resp:
         fresh_cookie = f"_cognito_gateway={resp.cookies['_cognito_gateway'].value}"
         assert int(resp.cookies["_cognito_gateway"]["max-age"]) <= 60
-    refreshed = await gateway.ctx.store.load(_request_with(fresh_cookie))
-    assert refreshed is not None
+    refreshed = await gateway.store.load(_request_with(fresh_cookie))
+    assert isinstance(refreshed, Session)
     assert refreshed.expires_at == session.expires_at
     assert refreshed.tokens_expire_at > session.tokens_expire_at
+    await clock.advance(60)
+    assert await gateway.store.load(_request_with(fresh_cookie)) is Absent.LIFETIME
+    async with http.get(f"{gateway.url}/x", headers={"Cookie": fresh_cookie,
+                                                     "Accept": "application/json"}) as resp:
+        assert resp.status == 401
+    assert gateway.metrics.registry.get_sample_value(
+        "cognito_gateway_reauthentications_total", {"reason": "lifetime"}) == 1
+
+
+async def _refreshed(idp: DevIdp) -> None:
+    """Return once the IdP has answered a refresh."""
+    while idp.token_requests["refresh_token"] == 0:  # noqa: ASYNC110 - the IdP has no event
+        await asyncio.sleep(0.01)
 
 
 def _request_with(cookie: str) -> aiohttp.web.Request:
@@ -247,7 +280,8 @@ async def test_cross_site_sign_out_is_refused(
 
 
 async def test_websocket_closes_at_expiry_when_the_session_cannot_be_refreshed(
-        make_gateway: GatewayFactory, idp: DevIdp, http: aiohttp.ClientSession) -> None:
+        make_gateway: GatewayFactory, idp: DevIdp, http: aiohttp.ClientSession,
+        clock: ManualClock) -> None:
     """A socket outliving its session's tokens is closed with 1008."""
     gateway = await make_gateway(**SHORT)
     cookie = await sign_in_cookies(gateway.url)
@@ -255,17 +289,20 @@ async def test_websocket_closes_at_expiry_when_the_session_cannot_be_refreshed(
     async with http.ws_connect(f"{gateway.url}/ws", headers={"Cookie": cookie}) as ws:
         await ws.send_str("hi")
         assert await ws.receive_str() == "echo:hi"
-        msg = await ws.receive(timeout=TOKEN_SECONDS + 3)
-        assert msg.type == aiohttp.WSMsgType.CLOSE
-        assert ws.close_code == 1008
+        closing = asyncio.ensure_future(ws.receive(timeout=5))
+        await clock.advance(TOKEN_SECONDS + 1)
+        msg = await closing
+        assert (msg.type, msg.data) == (aiohttp.WSMsgType.CLOSE, 1008)
 
 
 async def test_websocket_stays_open_when_the_session_refreshes(
-        make_gateway: GatewayFactory, http: aiohttp.ClientSession) -> None:
+        make_gateway: GatewayFactory, http: aiohttp.ClientSession, idp: DevIdp,
+        clock: ManualClock) -> None:
+    """At the tokens' expiry the socket's session is refreshed and the socket stays open."""
     gateway = await make_gateway(**SHORT)
     cookie = await sign_in_cookies(gateway.url)
     async with http.ws_connect(f"{gateway.url}/ws", headers={"Cookie": cookie}) as ws:
-        await asyncio.sleep(TOKEN_SECONDS + 1)
+        await clock.run(_refreshed(idp), step=TOKEN_SECONDS + 1)
         await ws.send_str("still here")
         assert await ws.receive_str(timeout=2) == "echo:still here"
 

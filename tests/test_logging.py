@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
 import re
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
-from aiohttp.log import access_logger
 
-from gateway.app import create_app
 from gateway.cognito.diagnosis import diagnose, hint_table
-from gateway.config import load_settings
 from gateway.devidp import DevIdp
-from gateway.keys import CONTEXT
-from gateway.observability.access_log import JsonAccessLogger
 from gateway.observability.logging import REDACTED, get_logger, redact
 from tests.conftest import (
     ALICE,
@@ -30,6 +24,7 @@ from tests.conftest import (
     gateway_env,
     log_events,
     log_text,
+    start_gateway,
 )
 from tests.support.browser import ScriptedBrowser
 
@@ -41,19 +36,12 @@ HEX_ID = re.compile(r"[0-9a-f]{32}")
 
 
 @pytest.fixture
-async def logged_gateway(idp: DevIdp, upstream: str, gateway_url: str, gateway_port: int,
-                         secrets: Secrets) -> AsyncIterator[str]:
+async def logged_gateway(idp: DevIdp, upstream: str, gateway_url: str,
+                         gateway_socket: socket.socket, secrets: Secrets) -> AsyncIterator[str]:
     """The gateway served as `cognito-gateway run` serves it: with the JSON access log."""
     env = gateway_env(idp, upstream, gateway_url)
     secrets.add(env["GATEWAY_SESSION_SECRET"])
-    app = create_app(load_settings(environ=env))
-    runner = web.AppRunner(app, access_log_class=JsonAccessLogger, access_log=access_logger)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", gateway_port).start()
-    for _ in range(200):
-        if app[CONTEXT].provider.ready:
-            break
-        await asyncio.sleep(0.02)
+    runner, _ = await start_gateway(env, gateway_socket)
     yield gateway_url
     await runner.cleanup()
 

@@ -59,7 +59,7 @@ def pool(gateway_url: str) -> UserPool:
 @pytest.fixture
 async def scrape(gateway: RunningGateway) -> AsyncIterator[str]:
     """/metrics of the gateway's metrics listener, after traffic touching every metric."""
-    runner, metrics_url = await serve(create_metrics_app(gateway.ctx.metrics))
+    runner, metrics_url = await serve(create_metrics_app(gateway.metrics))
     cookie = await sign_in_cookies(gateway.url)
     async with aiohttp.ClientSession() as http:
         for path, headers in [

@@ -171,7 +171,7 @@ async def attempt_sign_in(flow: Flow, case: Case) -> Page:
 
 
 def token_count(gateway: RunningGateway, outcome: str) -> float:
-    value = gateway.ctx.metrics.registry.get_sample_value(
+    value = gateway.metrics.registry.get_sample_value(
         "cognito_gateway_token_requests_total",
         {"grant_type": "authorization_code", "outcome": outcome})
     return value or 0.0
@@ -232,7 +232,7 @@ async def test_authorize_refusal_never_reaches_the_token_endpoint(
         page = await attempt_sign_in(Flow(idp, gateway, browser), case)
     request_id = assert_error_page(page, case.error or "", case.phrase, 400)
     assert sum(idp.token_requests.values()) == 0
-    assert gateway.ctx.metrics.registry.get_sample_value(
+    assert gateway.metrics.registry.get_sample_value(
         "cognito_gateway_sign_ins_total", {"outcome": "idp_error"}) == 1
     events = log_events(log_buffer)
     assert not [e for e in events if e["event"] == "token_endpoint_error"]
@@ -251,5 +251,5 @@ async def test_unregistered_callback_stops_at_the_idp_error_page(
     assert page.url.startswith(f"{idp.base_url}/error?error=redirect_mismatch")
     assert "An error was encountered with the requested page." in page.text
     assert sum(idp.token_requests.values()) == 0
-    assert gateway.ctx.metrics.registry.get_sample_value(
+    assert gateway.metrics.registry.get_sample_value(
         "cognito_gateway_sign_ins_total", {"outcome": "idp_error"}) is None

@@ -4,6 +4,7 @@ logout through its end_session_endpoint."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 
 import pytest
@@ -43,7 +44,7 @@ async def provider(request: pytest.FixtureRequest, gateway_url: str,
 
 @pytest.fixture
 async def gateway(provider: tuple[RunningProvider, str | None], upstream: str, gateway_url: str,
-                  gateway_port: int) -> AsyncIterator[RunningGateway]:
+                  gateway_socket: socket.socket) -> AsyncIterator[RunningGateway]:
     running, secret = provider
     runner, gateway = await start_gateway({
         "GATEWAY_SERVER_PUBLIC_URL": gateway_url,
@@ -53,8 +54,8 @@ async def gateway(provider: tuple[RunningProvider, str | None], upstream: str, g
         "GATEWAY_COGNITO_CLIENT_SECRET": secret or "",
         "GATEWAY_SESSION_SECRET": Fernet.generate_key().decode(),
         "GATEWAY_SESSION_COOKIE_SECURE": "false",
-    }, gateway_port)
-    assert gateway.ctx.provider.ready
+    }, gateway_socket)
+    assert gateway.provider.ready
     yield gateway
     await runner.cleanup()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import hashlib
+import json
 import os
 from collections.abc import AsyncIterator
 
@@ -13,6 +14,8 @@ import pytest
 from yarl import URL
 
 from tests.conftest import GatewayFactory, RunningGateway, sign_in_cookies
+from tests.support.ports import refusing_port
+from tests.support.rawhttp import raw_request
 
 
 def _headers(echoed: dict[str, object]) -> dict[str, str]:
@@ -28,19 +31,21 @@ async def client() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-@pytest.mark.parametrize("raw", [
-    "/a%2Fb/c%20d;p=1?q=a+b&r=%2F&s=%zz",
-    "/plus+sign/%E2%9C%93?x=%3D%26",
-    "/double//slash/./dot/../x",
+@pytest.mark.parametrize(("raw", "forwarded"), [
+    ("/a/c%20d;p=1?q=a+b&r=%2F&s=%zz", "/a/c%20d;p=1?q=a+b&r=%2F&s=%zz"),
+    ("/plus+sign/%E2%9C%93?x=%3D%26", "/plus+sign/%E2%9C%93?x=%3D%26"),
+    ("/double//slash/./dot/../x?a=../%2e", "/double/slash/x?a=../%2e"),
+    ("/%7euser/caf%c3%a9", "/~user/caf%C3%A9"),
 ])
-async def test_raw_path_and_query_reach_the_upstream_byte_exact(
+async def test_the_upstream_gets_the_normalised_path_and_the_query_byte_exact(
         gateway: RunningGateway, alice_cookie: str, client: aiohttp.ClientSession,
-        raw: str) -> None:
-    """Encoded slashes, spaces, plus signs, params and odd escapes are not normalised."""
+        raw: str, forwarded: str) -> None:
+    """Spaces, plus signs, params and escapes pass; dot segments and // are resolved as decided;
+    the query is never touched."""
     async with client.get(URL(gateway.url + raw, encoded=True),
                           headers={"Cookie": alice_cookie}) as resp:
         echoed = await resp.json()
-    assert echoed["raw_path"] == raw
+    assert echoed["raw_path"] == forwarded
 
 
 @pytest.mark.parametrize("name", [
@@ -93,6 +98,38 @@ async def test_forwarded_headers_are_set_and_untrusted_ones_replaced(
     assert headers["x-forwarded-proto"] == "http"
 
 
+OVERRIDES = ["X-Original-URL", "X-Rewrite-URL", "X-Original-URI", "X-Forwarded-Uri",
+             "X-Forwarded-Path", "X-Forwarded-Prefix", "X-Original-Method", "X-Original-Host",
+             "X-Host", "X-Envoy-Original-Path", "X-HTTP-Method-Override", "X-HTTP-Method",
+             "X-Method-Override", "x_original_url"]
+
+
+@pytest.mark.parametrize("trusted", ["", "127.0.0.0/8"], ids=["untrusted", "trusted"])
+async def test_forwarded_host_and_proto_never_come_from_an_untrusted_client(
+        make_gateway: GatewayFactory, trusted: str) -> None:
+    """From an untrusted peer, X-Forwarded-Host/Proto are public_url's whatever Host and
+    X-Forwarded-* say; URL- and method-override headers never reach the upstream, trusted or
+    not."""
+    gateway = await make_gateway(GATEWAY_SERVER_TRUSTED_PROXIES=trusted,
+                                 GATEWAY_SERVER_PUBLIC_URL="https://app.example.com",
+                                 GATEWAY_SESSION_COOKIE_SECURE="true",
+                                 GATEWAY_AUTH_PUBLIC_PATHS="/*")
+    port = URL(gateway.url).port
+    assert port is not None
+    headers = {name: "/admin/panel" for name in OVERRIDES} | {
+        "X-Forwarded-Host": "forwarded.example", "X-Forwarded-Proto": "http"}
+    response = await raw_request(port, b"GET /page HTTP/1.1", headers | {"X-Host": "x"})
+    seen = _headers(json.loads(response.body))
+    assert response.status == 200
+    assert [name for name in OVERRIDES if name.lower() in seen] == []
+    if trusted:
+        assert (seen["x-forwarded-host"], seen["x-forwarded-proto"]) == ("forwarded.example",
+                                                                         "http")
+    else:
+        assert (seen["x-forwarded-host"], seen["x-forwarded-proto"]) == ("app.example.com",
+                                                                         "https")
+
+
 async def test_forwarded_headers_from_trusted_proxies_are_extended(
         make_gateway: GatewayFactory, client: aiohttp.ClientSession) -> None:
     gateway = await make_gateway(GATEWAY_SERVER_TRUSTED_PROXIES="127.0.0.0/8",
@@ -104,6 +141,21 @@ async def test_forwarded_headers_from_trusted_proxies_are_extended(
     assert headers["x-forwarded-for"] == "203.0.113.7, 127.0.0.1"
     assert headers["x-forwarded-host"] == "app.example.com"
     assert headers["x-forwarded-proto"] == "https"
+
+
+@pytest.mark.parametrize(("name", "passes"), [
+    ("app_cookie", True), ("_cognito_gateway", False), ("_cognito_gateway_1", False),
+    ("_cognito_gateway_signin_x", False), ("_cognito_gatewayish", True),
+])
+async def test_the_upstream_cannot_set_the_gateways_cookies(
+        make_gateway: GatewayFactory, client: aiohttp.ClientSession, name: str,
+        passes: bool) -> None:
+    """An upstream Set-Cookie for a cookie of the gateway's (session chunks, sign-in state) is
+    dropped: the app can neither fixate nor delete a user's session; its own cookies pass."""
+    gateway = await make_gateway(GATEWAY_AUTH_PUBLIC_PATHS="/*")
+    async with client.get(gateway.url + "/set-cookie", params={"name": name}) as resp:
+        set_cookies = resp.headers.getall("Set-Cookie", [])
+    assert any(c.startswith(f"{name}=") for c in set_cookies) is passes
 
 
 async def test_gateway_cookies_never_reach_the_upstream(
@@ -179,17 +231,6 @@ async def test_request_bodies_over_the_limit_get_413(
         assert resp.status == 200
 
 
-async def test_unreachable_upstream_is_502(make_gateway: GatewayFactory,
-                                           client: aiohttp.ClientSession) -> None:
-    from gateway.demo.stack import free_port
-
-    gateway = await make_gateway(GATEWAY_AUTH_PUBLIC_PATHS="/*",
-                                 GATEWAY_UPSTREAM_URL=f"http://127.0.0.1:{free_port()}")
-    async with client.get(gateway.url + "/") as resp:
-        assert resp.status == 502
-        assert (await resp.json())["error"] == "upstream_connect"
-
-
 async def test_slow_upstream_is_504(make_gateway: GatewayFactory,
                                     client: aiohttp.ClientSession) -> None:
     gateway = await make_gateway(GATEWAY_AUTH_PUBLIC_PATHS="/*",
@@ -241,15 +282,25 @@ async def test_websocket_without_session_is_refused(
     assert info.value.status == 401
 
 
-async def test_websocket_to_a_dead_upstream_is_502(
-        make_gateway: GatewayFactory, client: aiohttp.ClientSession) -> None:
-    from gateway.demo.stack import free_port
-
-    gateway = await make_gateway(GATEWAY_AUTH_PUBLIC_PATHS="/*",
-                                 GATEWAY_UPSTREAM_URL=f"http://127.0.0.1:{free_port()}")
-    with pytest.raises(aiohttp.WSServerHandshakeError) as info:
-        await client.ws_connect(gateway.url + "/ws")
-    assert info.value.status == 502
+@pytest.mark.parametrize("websocket", [False, True], ids=["http", "websocket"])
+async def test_a_dead_upstream_is_502_and_counted_once(
+        make_gateway: GatewayFactory, client: aiohttp.ClientSession, websocket: bool) -> None:
+    """HTTP and WebSocket alike: 502, and upstream_errors_total{reason="connect"} counts it
+    exactly once (the WebSocket path used to skip the metric)."""
+    with refusing_port() as port:
+        gateway = await make_gateway(GATEWAY_AUTH_PUBLIC_PATHS="/*",
+                                     GATEWAY_UPSTREAM_URL=f"http://127.0.0.1:{port}")
+        if websocket:
+            with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+                await client.ws_connect(gateway.url + "/ws")
+            status = info.value.status
+        else:
+            async with client.get(gateway.url + "/x") as resp:
+                status = resp.status
+                assert (await resp.json())["error"] == "upstream_connect"
+    assert status == 502
+    assert gateway.metrics.registry.get_sample_value(
+        "cognito_gateway_upstream_errors_total", {"reason": "connect"}) == 1
 
 
 async def test_concurrent_users_get_their_own_identity(

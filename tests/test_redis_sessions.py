@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
+import dataclasses
+import socket
+import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import aiohttp
 import pytest
-import redis.asyncio as redis
 from aiohttp import web
 from cryptography.fernet import Fernet
 
-from gateway.demo.stack import free_port
+from gateway.config import load_settings
 from gateway.devidp import DevIdp, UserPool
+from gateway.identity import Identity
+from gateway.sessions.cipher import Cipher
+from gateway.sessions.cookies import CookiePolicy
+from gateway.sessions.model import Session
+from gateway.sessions.redis_keys import SessionKeys
+from gateway.sessions.redis_store import RedisSessionStore
 from tests.conftest import (
     ALICE,
     RunningGateway,
@@ -24,25 +31,32 @@ from tests.conftest import (
     sign_in_cookies,
     start_gateway,
 )
+from tests.support.clock import ManualClock
+from tests.support.ports import listening_socket
+from tests.support.redis_servers import RedisServer
 
 pytestmark = pytest.mark.redis
 TOKEN_SECONDS = 4
+BASE_ENV = {"GATEWAY_SERVER_PUBLIC_URL": "http://127.0.0.1:1", "GATEWAY_COGNITO_CLIENT_ID": "c",
+            "GATEWAY_COGNITO_ISSUER": "http://127.0.0.1:1/pool",
+            "GATEWAY_SESSION_SECRET": Fernet.generate_key().decode(),
+            "GATEWAY_SESSION_COOKIE_SECURE": "false"}
 
 
 @pytest.fixture
-def redis_url() -> Iterator[str]:
-    """A throwaway redis-server on a free loopback port."""
-    binary = shutil.which("redis-server")
-    assert binary, "redis-server is missing: run scripts/install-test-deps.sh"
-    port = free_port()
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A throwaway redis-server on loopback, killed at teardown whatever happened."""
+    server = RedisServer(tmp_path / "redis")
     try:
-        yield f"redis://127.0.0.1:{port}/0"
+        server.start()
+        yield server
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        server.close()
 
 
 @pytest.fixture
@@ -55,39 +69,25 @@ def pool(gateway_url: str) -> UserPool:
 
 
 @pytest.fixture
-async def replicas(idp: DevIdp, upstream: str, gateway_url: str, gateway_port: int,
-                   redis_url: str, secrets: Secrets
-                   ) -> AsyncIterator[tuple[RunningGateway, RunningGateway]]:
+async def replicas(idp: DevIdp, upstream: str, gateway_url: str,
+                   gateway_socket: socket.socket, redis_server: RedisServer, secrets: Secrets,
+                   clock: ManualClock) -> AsyncIterator[tuple[RunningGateway, RunningGateway]]:
     """Two gateways with the same keys and Redis; the second on its own port."""
-    await _wait_for_redis(redis_url)
     env = gateway_env(idp, upstream, gateway_url, GATEWAY_SESSION_STORE="redis",
-                      GATEWAY_SESSION_REDIS_URL=redis_url,
+                      GATEWAY_SESSION_REDIS_URL=redis_server.url(),
                       GATEWAY_SESSION_SECRET=Fernet.generate_key().decode(),
                       GATEWAY_SESSION_REFRESH_BEFORE_EXPIRY_SECONDS="2")
     secrets.add(env["GATEWAY_SESSION_SECRET"])
     runners: list[web.AppRunner] = []
     gateways = []
-    for port in (gateway_port, free_port()):
-        runner, gateway = await start_gateway(env, port)
-        runners.append(runner)
-        gateways.append(gateway)
-    yield gateways[0], gateways[1]
-    for runner in runners:
-        await runner.cleanup()
-
-
-async def _wait_for_redis(url: str) -> None:
-    client = redis.Redis.from_url(url)
-    try:
-        for _ in range(100):
-            try:
-                if await client.ping():
-                    return
-            except redis.ConnectionError:
-                await asyncio.sleep(0.05)
-        raise AssertionError("redis-server did not start")
-    finally:
-        await client.aclose()
+    with listening_socket() as second:
+        for sock in (gateway_socket, second):
+            runner, gateway = await start_gateway(env, sock, clock=clock)
+            runners.append(runner)
+            gateways.append(gateway)
+        yield gateways[0], gateways[1]
+        for runner in runners:
+            await runner.cleanup()
 
 
 @pytest.fixture
@@ -124,28 +124,26 @@ async def test_sign_out_on_one_replica_ends_the_session_everywhere(
 
 async def test_concurrent_refresh_across_replicas_spends_the_refresh_token_once(
         replicas: tuple[RunningGateway, RunningGateway], idp: DevIdp,
-        http: aiohttp.ClientSession) -> None:
+        http: aiohttp.ClientSession, clock: ManualClock) -> None:
     """Rotation with grace 0 and requests on both replicas at expiry: one refresh, all 200."""
     first, second = replicas
     cookie = await sign_in_cookies(first.url)
-    await asyncio.sleep(TOKEN_SECONDS - 2 + 0.2)
-    statuses = await asyncio.gather(*(
-        _get(http, f"{(first, second)[i % 2].url}/x", cookie) for i in range(20)))
+    await clock.advance(TOKEN_SECONDS - 2 + 0.2)
+    statuses = await clock.run(asyncio.gather(*(
+        _get(http, f"{(first, second)[i % 2].url}/x", cookie) for i in range(20))), step=0.05)
     assert statuses == [200] * 20
     assert idp.token_requests["refresh_token"] == 1
 
 
 async def test_redis_down_makes_the_gateway_unready(
         replicas: tuple[RunningGateway, RunningGateway], http: aiohttp.ClientSession,
-        redis_url: str) -> None:
+        redis_server: RedisServer) -> None:
     """Redis unreachable: /ready 503, and signed-in requests get 503 (not a sign-out)."""
     first, _ = replicas
     cookie = await sign_in_cookies(first.url)
     async with http.get(f"{first.url}/ready") as resp:
         assert resp.status == 200
-    client = redis.Redis.from_url(redis_url)
-    await client.shutdown(nosave=True)
-    await client.aclose()
+    redis_server.stop()
     async with http.get(f"{first.url}/ready") as resp:
         assert resp.status == 503
         assert (await resp.json())["checks"]["session_store"] is False
@@ -153,3 +151,52 @@ async def test_redis_down_makes_the_gateway_unready(
                                                    "Accept": "application/json"}) as resp:
         assert resp.status == 503
         assert (await resp.json())["error"] == "session_store_unavailable"
+
+
+async def test_a_refresh_that_outlives_its_lock_never_frees_a_peers_lock(
+        tmp_path: Path) -> None:
+    """The lock is released by owner only: when a slow refresh ends after its lock expired and
+    a peer took it, the peer's lock stays."""
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        settings = dataclasses.replace(load_settings(environ=BASE_ENV).session,
+                                       redis_url=server.url())
+        store = RedisSessionStore(CookiePolicy("_gw", False, "lax"),
+                                  Cipher(settings.secret), settings, lock_seconds=0.2)
+        session = Session(sid="s1", identity=Identity(sub="u", username="u"),
+                          created_at=time.time(), expires_at=time.time() + 600,
+                          tokens_expire_at=time.time() + 60, refresh_token="rt")
+        peer_took_it = asyncio.Event()
+
+        async def slow_refresher(current: Session) -> Session:
+            await asyncio.sleep(0.4)  # outlives the 0.2 s lock, on purpose
+            admin = server.admin()
+            assert admin.set(SessionKeys.for_session("s1").lock, "peer", nx=True, px=5000)
+            peer_took_it.set()
+            return current.with_tokens(tokens_expire_at=current.tokens_expire_at + 60)
+
+        fresh = await store.coordinate(slow_refresher)(session)
+        assert peer_took_it.is_set()
+        assert fresh.tokens_expire_at > session.tokens_expire_at
+        assert server.admin().get(SessionKeys.for_session("s1").lock) == b"peer"
+        await store.close()
+    finally:
+        server.close()
+
+
+async def test_a_replica_waiting_on_a_rejected_refresh_sends_the_user_to_sign_in(
+        replicas: tuple[RunningGateway, RunningGateway], idp: DevIdp,
+        http: aiohttp.ClientSession, clock: ManualClock) -> None:
+    """The user was signed out at the IdP; both replicas refresh at once. The lock holder gets
+    invalid_grant and ends the session; the waiting replica sees that and answers 401 (a
+    navigation would be sent to sign in), never 503."""
+    first, second = replicas
+    cookie = await sign_in_cookies(first.url)
+    await clock.advance(TOKEN_SECONDS - 2 + 0.2)
+    idp.global_sign_out(ALICE.username)
+    idp.add_fault("token", delay_seconds=0.5)
+    statuses = await clock.run(asyncio.gather(*(
+        _get(http, f"{(first, second)[i % 2].url}/x", cookie) for i in range(10))), step=0.05)
+    assert statuses == [401] * 10
+    assert idp.token_requests["refresh_token"] == 1

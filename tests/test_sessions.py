@@ -4,6 +4,7 @@ read a session (/oauth2/userinfo, /oauth2/auth) or report health (/ping, /ready)
 from __future__ import annotations
 
 import base64
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
@@ -23,6 +24,7 @@ from tests.conftest import (
     start_gateway,
 )
 from tests.support.browser import ScriptedBrowser
+from tests.support.ports import listening_socket
 
 BIG_ATTRIBUTES = {f"custom:attr{i}": "v" * 60 for i in range(12)}
 
@@ -85,30 +87,34 @@ async def test_tampered_cookie_is_no_session(gateway: RunningGateway,
 
 async def test_new_key_in_front_keeps_sessions_and_old_key_removed_ends_them(
         make_gateway: GatewayFactory, idp: DevIdp, http: aiohttp.ClientSession,
-        upstream: str, gateway_url: str) -> None:
+        upstream: str, gateway_url: str, gateway_socket: socket.socket) -> None:
     """Key rotation: [new, old] still reads old cookies and writes with the new key."""
     old_key = Fernet.generate_key().decode()
     new_key = Fernet.generate_key().decode()
-    port = int(gateway_url.rsplit(":", 1)[1])
+    port = gateway_socket.getsockname()[1]
     first_runner, first = await start_gateway(
-        gateway_env(idp, upstream, gateway_url, GATEWAY_SESSION_SECRET=old_key), port)
+        gateway_env(idp, upstream, gateway_url, GATEWAY_SESSION_SECRET=old_key), gateway_socket)
     cookie = await sign_in_cookies(first.url)
     await first_runner.cleanup()
-    rotated_runner, rotated = await start_gateway(gateway_env(
-        idp, upstream, gateway_url, GATEWAY_SESSION_SECRET=f"{new_key},{old_key}"), port)
-    try:
-        assert await _status(http, f"{rotated.url}/x", cookie) == 200
-        fresh = await sign_in_cookies(rotated.url)
-        Fernet(new_key.encode()).decrypt(_sealed(_cookie_values(fresh)).encode())
-    finally:
-        await rotated_runner.cleanup()
-    only_new_runner, only_new = await start_gateway(
-        gateway_env(idp, upstream, gateway_url, GATEWAY_SESSION_SECRET=new_key), port)
-    try:
-        assert await _status(http, f"{only_new.url}/x", cookie) == 401
-        assert await _status(http, f"{only_new.url}/x", fresh) == 200
-    finally:
-        await only_new_runner.cleanup()
+    with listening_socket(port) as sock:
+        rotated_runner, rotated = await start_gateway(gateway_env(
+            idp, upstream, gateway_url, GATEWAY_SESSION_SECRET=f"{new_key},{old_key}"), sock)
+        try:
+            assert await _status(http, f"{rotated.url}/x", cookie) == 200
+            fresh = await sign_in_cookies(rotated.url)
+            Fernet(new_key.encode()).decrypt(_sealed(_cookie_values(fresh)).encode())
+        finally:
+            await rotated_runner.cleanup()
+    with listening_socket(port) as sock:
+        only_new_runner, only_new = await start_gateway(
+            gateway_env(idp, upstream, gateway_url, GATEWAY_SESSION_SECRET=new_key), sock)
+        try:
+            assert await _status(http, f"{only_new.url}/x", cookie) == 401
+            assert await _status(http, f"{only_new.url}/x", fresh) == 200
+        finally:
+            await only_new_runner.cleanup()
+    assert only_new.metrics.registry.get_sample_value(
+        "cognito_gateway_reauthentications_total", {"reason": "key_rotated"}) == 1
 
 
 @pytest.fixture
@@ -192,13 +198,13 @@ async def test_ping_always_and_ready_once_the_idp_is_loaded(
         make_gateway: GatewayFactory, idp: DevIdp, http: aiohttp.ClientSession) -> None:
     """/ready is 503 while discovery fails and turns 200 once it loads."""
     idp.add_fault("discovery", 503)
-    gateway = await make_gateway()
+    gateway = await make_gateway(ready=False)
     async with http.get(f"{gateway.url}/ping") as resp:
         assert resp.status == 200
     async with http.get(f"{gateway.url}/ready") as resp:
         assert resp.status == 503
         assert (await resp.json())["checks"]["idp"] is False
     idp.clear_faults()
-    await gateway.ctx.provider.load()
+    await gateway.provider.load()
     async with http.get(f"{gateway.url}/ready") as resp:
         assert resp.status == 200

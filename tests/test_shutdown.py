@@ -53,6 +53,13 @@ async def ws_hold(request: web.Request) -> web.WebSocketResponse:
 
 
 @pytest.fixture
+def gateway_port() -> int:
+    """A port for the gateway process to bind itself (a process cannot take a socket of the
+    test's): free right now, and bound by the process at its start."""
+    return free_port()
+
+
+@pytest.fixture
 async def slow_upstream() -> AsyncIterator[str]:
     app = web.Application()
     app.router.add_get("/stream", slow_stream)
@@ -157,12 +164,10 @@ async def test_sigterm_closes_open_websockets_with_going_away(
 
 async def test_sigterm_with_nothing_in_flight_exits_zero_promptly(
         gateway_process: GatewayProcess) -> None:
-    """An idle gateway stops within a second of SIGTERM, with exit status 0."""
-    started = time.monotonic()
+    """An idle gateway stops without waiting out its drain timeout (8 s here), exit 0."""
     gateway_process.process.send_signal(signal.SIGTERM)
-    code = await asyncio.wait_for(gateway_process.process.wait(), 10)
+    code = await asyncio.wait_for(gateway_process.process.wait(), 5)
     assert code == 0, gateway_process.output()
-    assert time.monotonic() - started < 2.0, gateway_process.output()
 
 
 async def test_shutdown_delay_reports_not_ready_while_still_accepting(
@@ -172,7 +177,7 @@ async def test_shutdown_delay_reports_not_ready_while_still_accepting(
     async with running_gateway(idp, slow_upstream, gateway_url, gateway_port, tmp_path,
                                GATEWAY_SERVER_SHUTDOWN_DELAY_SECONDS="1.5") as gw:
         gw.process.send_signal(signal.SIGTERM)
-        await asyncio.sleep(0.3)
+        await wait_for_status(f"{gw.url}/ready", 503, gw.process, gw.log, within=1.5)
         async with aiohttp.ClientSession() as client, client.get(f"{gw.url}/ready") as resp:
             assert resp.status == 503
             assert (await resp.json())["checks"]["accepting"] is False

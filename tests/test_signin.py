@@ -17,7 +17,7 @@ async def test_browser_without_session_is_sent_to_the_idp_with_pkce_state_and_no
                                      follow_redirects=False)
     assert page.status == 302
     location = URL(page.headers["Location"])
-    assert str(location.with_query(None)) == gateway.ctx.provider.metadata.authorization_endpoint
+    assert str(location.with_query(None)) == gateway.provider.metadata.authorization_endpoint
     q = location.query
     assert q["response_type"] == "code"
     assert q["client_id"] == gateway.settings.cognito.client_id
@@ -155,6 +155,33 @@ async def test_idp_error_on_callback_is_explained(gateway: RunningGateway) -> No
     assert page.status == 400
     assert "unauthorized_client" in page.text
     assert "Authorization code grant" in page.text
+
+
+PHISHING = "Your account is suspended. Call +1-555-0100 now"
+
+
+async def test_idp_error_text_is_shown_only_for_this_browsers_own_sign_in(
+        gateway: RunningGateway) -> None:
+    """A crafted callback link never puts its text on the gateway's page; the IdP's
+    error_description for the browser's own pending sign-in (matching state) is shown."""
+    query = {"error": "invalid_request", "error_description": PHISHING}
+    async with ScriptedBrowser() as browser:
+        crafted = await browser.get(URL(f"{gateway.url}/oauth2/callback").with_query(
+            query | {"state": "made-up"}))
+        started = await browser.request("GET", f"{gateway.url}/oauth2/sign_in",
+                                        follow_redirects=False)
+        state = URL(started.headers["Location"]).query["state"]
+        own = await browser.get(URL(f"{gateway.url}/oauth2/callback").with_query(
+            query | {"state": state}))
+        odd = await browser.get(URL(f"{gateway.url}/oauth2/callback").with_query(
+            {"error": "<b>Call us</b>", "state": "x"}))
+    assert crafted.status == own.status == 400
+    assert "invalid_request" in crafted.text
+    assert "suspended" not in crafted.text
+    assert "555" not in crafted.text
+    assert PHISHING in own.text
+    assert "Call us" not in odd.text
+    assert "idp_error" in odd.text
 
 
 @pytest.mark.parametrize(("rd", "landing"), [

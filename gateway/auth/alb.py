@@ -1,5 +1,7 @@
 """The AWS ALB-compatible `x-amzn-oidc-data` assertion, and the key that verifies it.
 
+`GET /oauth2/jwks.json` and `GET /oauth2/public-keys/<kid>` serve the verifying key.
+
 An ES256 JWT in ALB's exact shape: header {typ, kid, alg, iss, client, signer, exp}, payload the
 user claims plus exp and iss, every segment base64url WITH `=` padding, signature raw r||s.
 Apps written for ALB verify it unchanged, fetching the key by kid from
@@ -14,18 +16,20 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections import OrderedDict
 from typing import Any
 
+from aiohttp import web
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from gateway.identity import Identity
+from gateway.pages import json_response
+from gateway.routing import Endpoint
+from gateway.target import TARGET
 
 _P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
-_CACHE_SIZE = 4096
 
 
 def _b64(data: bytes) -> str:
@@ -41,7 +45,7 @@ def derive_signing_key(secret: str) -> ec.EllipticCurvePrivateKey:
 
 
 class AlbDataSigner:
-    """Signs identity assertions; caches them per (session, expiry)."""
+    """Signs identity assertions (their callers cache the headers per token)."""
 
     def __init__(self, secret: str, *, issuer: str, client_id: str, signer: str) -> None:
         self._key = derive_signing_key(secret)
@@ -58,14 +62,9 @@ class AlbDataSigner:
         self._issuer = issuer
         self._client_id = client_id
         self._signer = signer
-        self._cache: OrderedDict[tuple[str, int], str] = OrderedDict()
 
-    def assertion(self, identity: Identity, *, exp: int, cache_key: str | None = None) -> str:
+    def assertion(self, identity: Identity, *, exp: int) -> str:
         """The x-amzn-oidc-data value for this identity, valid until `exp`."""
-        key = (cache_key, exp) if cache_key else None
-        if key is not None and (cached := self._cache.get(key)) is not None:
-            self._cache.move_to_end(key)
-            return cached
         header = {"typ": "JWT", "kid": self.kid, "alg": "ES256", "iss": self._issuer,
                   "client": self._client_id, "signer": self._signer, "exp": exp}
         payload = {**_userinfo_claims(identity), "exp": exp, "iss": self._issuer}
@@ -73,12 +72,7 @@ class AlbDataSigner:
                                  for part in (header, payload))
         r, s = decode_dss_signature(self._key.sign(signing_input.encode(),
                                                    ec.ECDSA(hashes.SHA256())))
-        token = f"{signing_input}.{_b64(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
-        if key is not None:
-            self._cache[key] = token
-            if len(self._cache) > _CACHE_SIZE:
-                self._cache.popitem(last=False)
-        return token
+        return f"{signing_input}.{_b64(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
 
 
 def _userinfo_claims(identity: Identity) -> dict[str, Any]:
@@ -91,3 +85,29 @@ def _userinfo_claims(identity: Identity) -> dict[str, Any]:
     claims["sub"] = identity.sub
     claims["username"] = identity.username
     return claims
+
+
+PUBLIC_KEYS_PREFIX = "/oauth2/public-keys/"
+
+
+class AlbKeys:
+    """The endpoints serving the signer's public key: as a JWKS, and as PEM by kid."""
+
+    def __init__(self, signer: AlbDataSigner) -> None:
+        self._signer = signer
+
+    def endpoints(self) -> dict[str, Endpoint]:
+        return {"/oauth2/jwks.json": Endpoint({"GET": self.jwks})}
+
+    def prefixed(self) -> dict[str, Endpoint]:
+        return {PUBLIC_KEYS_PREFIX: Endpoint({"GET": self.public_key})}
+
+    async def jwks(self, _request: web.Request) -> web.StreamResponse:
+        return json_response(200, {"keys": [self._signer.jwk]},
+                             headers={"Cache-Control": "max-age=3600"})
+
+    async def public_key(self, request: web.Request) -> web.StreamResponse:
+        if request[TARGET].path[len(PUBLIC_KEYS_PREFIX):] != self._signer.kid:
+            raise web.HTTPNotFound(text="unknown key id")
+        return web.Response(text=self._signer.public_pem, content_type="application/x-pem-file",
+                            headers={"Cache-Control": "max-age=3600"})

@@ -1,205 +1,78 @@
-"""The per-request decision: public, bearer, session, or sign-in.
+"""The guard: for a request target, decide who may pass. It decides, and only decides.
 
-For every path outside the gateway's own endpoints, in this order:
-1. `auth.public_paths`: proxied without identity (decision "public").
-2. `Authorization: Bearer <access token>` (when accepted): verified, or 401 invalid_token.
-3. The session cookie: loaded, refreshed when its tokens are due, saved before the response
-   starts. A rejected refresh ends the session.
-4. Nobody: a browser navigation is redirected to the IdP's authorize endpoint; anything else
-   gets 401 JSON with `WWW-Authenticate: Bearer`.
-A signed-in user outside `auth.allowed_groups` gets 403.
+The route of the path (auth/policy.py) says whether it is public; otherwise the guard asks for
+the request's principal (auth/principal.py: a bearer token, else the session) and judges it
+against the route: nobody is `unauthenticated` (`redirected` when a browser navigation on a
+non-API path may be sent to sign in), a principal outside the route's groups is `forbidden`,
+anyone else is `allowed` (a session) or `bearer`. Every decision counts in
+`cognito_gateway_auth_decisions_total{decision,rule}`. Acting on it (proxying, starting a
+sign-in, answering 401/403) is the caller's job.
 """
 
 from __future__ import annotations
 
-import hashlib
-import time
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
+from typing import Literal
 
 from aiohttp import web
 
-from gateway.auth.headers import IdentityHeaders
-from gateway.auth.pending import PendingSignIn, PendingSignIns
-from gateway.cognito.pkce import code_challenge, random_token
-from gateway.cognito.provider import IdentityProvider
-from gateway.config import Settings
-from gateway.errors import Forbidden, TokenValidationError, Unauthenticated
-from gateway.identity import Identity
-from gateway.keys import (
-    BEFORE_PREPARE,
-    CONTEXT,
-    SOCKET_DEADLINE,
-    UPSTREAM_IDENTITY,
-    BeforePrepare,
-    run_before_prepare,
-)
+from gateway.auth.policy import AccessPolicy, Route
+from gateway.auth.principal import Principal, Principals
+from gateway.errors import InvalidBearerToken
 from gateway.observability.metrics import Metrics
-from gateway.sessions.model import Session
-from gateway.sessions.refresh import RefreshCoordinator, RefreshRejected
-from gateway.sessions.store import SessionStore
-from gateway.websocket import SocketDeadline
+from gateway.observability.tracing import SPAN
+from gateway.target import RequestTarget
 
-BEARER_CACHE_SIZE = 4096
-OWN_PREFIXES = ("/oauth2/",)
-OWN_PATHS = frozenset({"/ping", "/ready"})
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Outcome = Literal["public", "allowed", "bearer", "forbidden", "unauthenticated", "redirected"]
 
 
 @dataclass(frozen=True)
-class Principal:
-    identity: Identity
-    expires_at: float
-    access_token: str | None
-    session: Session | None
+class Decision:
+    outcome: Outcome
+    route: Route
+    principal: Principal | None = None
+
+    @property
+    def passes(self) -> bool:
+        return self.outcome in {"public", "allowed", "bearer"}
+
+
+def judge(route: Route, principal: Principal | None, *, may_redirect: bool) -> Decision:
+    """The decision for a principal (or nobody) on a route that is not public."""
+    if principal is None:
+        redirect = may_redirect and not route.api
+        return Decision("redirected" if redirect else "unauthenticated", route)
+    if route.groups and not route.groups & set(principal.identity.groups):
+        return Decision("forbidden", route, principal)
+    return Decision("allowed" if principal.kind == "session" else "bearer", route, principal)
 
 
 class Guard:
-    def __init__(self, settings: Settings, *, provider: IdentityProvider, store: SessionStore,
-                 refresher: RefreshCoordinator, headers: IdentityHeaders,
-                 pending: PendingSignIns, metrics: Metrics) -> None:
-        self._settings = settings
-        self._provider = provider
-        self._store = store
-        self._refresher = refresher
-        self._headers = headers
-        self._pending = pending
-        self._metrics = metrics
-        self._bearer_cache: OrderedDict[str, Principal] = OrderedDict()
+    def __init__(self, policy: AccessPolicy, principals: Principals, metrics: Metrics) -> None:
+        self._policy = policy
+        self._principals = principals
+        self._decisions = metrics.auth_decisions
 
-    def identity_headers(self, request: web.Request) -> dict[str, str]:
-        """The identity headers `check` decided for this request."""
-        headers: dict[str, str] = request.get(UPSTREAM_IDENTITY, {})
-        return headers
+    def route(self, method: str, target: RequestTarget | None) -> Route:
+        return self._policy.route(method, target)
 
-    def count_redirect(self) -> None:
-        self._metrics.auth_decisions.labels(decision="redirected", rule="default").inc()
-
-    def is_public(self, path: str) -> bool:
-        return any(fnmatchcase(path, pattern) for pattern in self._settings.auth.public_paths)
-
-    def is_api(self, path: str) -> bool:
-        return any(fnmatchcase(path, pattern) for pattern in self._settings.auth.api_paths)
-
-    def is_navigation(self, request: web.Request) -> bool:
-        """A browser page load, which may be redirected to sign-in (XHR/fetch get 401)."""
-        if request.method not in {"GET", "HEAD"} or self.is_api(request.path):
-            return False
-        if request.headers.get("X-Requested-With", "").lower() == "xmlhttprequest":
-            return False
-        mode = request.headers.get("Sec-Fetch-Mode")
-        if mode is not None and mode != "navigate":
-            return False
-        return "text/html" in request.headers.get("Accept", "")
-
-    async def check(self, request: web.Request) -> None:
-        """Let the request through (setting its identity headers) or raise AuthError."""
-        if self.is_public(request.path):
-            self._metrics.auth_decisions.labels(decision="public", rule="default").inc()
-            return
-        principal = await self.principal(request)
-        if principal is None:
-            self._metrics.auth_decisions.labels(decision="unauthorized", rule="default").inc()
-            raise Unauthenticated("sign-in required")
-        allowed = self._settings.auth.allowed_groups
-        if allowed and not set(allowed) & set(principal.identity.groups):
-            self._metrics.auth_decisions.labels(decision="forbidden", rule="default").inc()
-            raise Forbidden("not a member of an allowed group")
-        decision = "allowed" if principal.session is not None else "bearer"
-        self._metrics.auth_decisions.labels(decision=decision, rule="default").inc()
-        request[UPSTREAM_IDENTITY] = self._headers.build(
-            principal.identity, access_token=principal.access_token, exp=principal.expires_at,
-            session_id=principal.session.sid if principal.session else None)
-        if principal.session is not None:
-            request[SOCKET_DEADLINE] = SocketDeadline(
-                principal.session.tokens_expire_at, self._socket_renewer(principal.session))
-
-    async def principal(self, request: web.Request) -> Principal | None:
-        """Who makes this request (bearer token or session), or None."""
-        authorization = request.headers.get("Authorization", "")
-        scheme, _, token = authorization.partition(" ")
-        if self._settings.auth.accept_bearer_tokens and scheme.lower() == "bearer" and token:
-            return await self._bearer(token.strip())
-        session = await self.session(request)
-        if session is None:
-            return None
-        return Principal(session.identity, session.tokens_expire_at, session.access_token, session)
-
-    async def session(self, request: web.Request) -> Session | None:
-        """The request's session, refreshed if due; cookies for it are queued on the request."""
-        session = await self._store.load(request)
-        if session is None:
-            return None
-        now = time.time()
-        if not session.refresh_due(now, self._settings.session.refresh_before_expiry_seconds):
-            return session if session.tokens_valid(now) else None
-        try:
-            fresh = await self._refresher.refresh(session)
-        except RefreshRejected:
-            self._on_prepare(request, lambda resp: self._store.end(request, resp, session))
-            return None
-        if fresh is not session:
-            self._on_prepare(request, lambda resp: self._store.save(request, resp, fresh))
-        return fresh
-
-    def _on_prepare(self, request: web.Request, hook: BeforePrepare) -> None:
-        request.setdefault(BEFORE_PREPARE, []).append(hook)
-
-    async def _bearer(self, token: str) -> Principal:
-        key = hashlib.sha256(token.encode()).hexdigest()
-        cached = self._bearer_cache.get(key)
-        if cached is not None and cached.expires_at > time.time():
-            self._bearer_cache.move_to_end(key)
-            return cached
-        try:
-            claims = await self._provider.verifier.verify_access_token(token)
-        except TokenValidationError as exc:
-            raise Unauthenticated(f"invalid bearer token: {exc.reason}") from exc
-        principal = Principal(Identity.from_claims(claims), float(claims["exp"]), token, None)
-        self._bearer_cache[key] = principal
-        if len(self._bearer_cache) > BEARER_CACHE_SIZE:
-            self._bearer_cache.popitem(last=False)
-        return principal
-
-    def _socket_renewer(self, session: Session) -> Callable[[], Awaitable[float | None]]:
-        async def renew() -> float | None:
-            if session.refresh_token is None or session.expired(time.time()):
-                return None
+    async def decide(self, request: web.Request, target: RequestTarget | None, *,
+                     may_redirect: bool) -> Decision:
+        """Decide on `target` (None: unknown, nothing is public) for this request."""
+        route = self._policy.route(request.method, target)
+        if route.public:
+            decision = Decision("public", route)
+        else:
             try:
-                fresh = await self._refresher.refresh(session)
-            except RefreshRejected:
-                return None
-            return fresh.tokens_expire_at if fresh is not session else None
-
-        return renew
-
-    def start_sign_in(self, response: web.StreamResponse, return_to: str) -> str:
-        """Remember a new sign-in on the response; return the IdP URL to send the browser to."""
-        verifier = random_token(48) if self._settings.cognito.pkce else None
-        pending = PendingSignIn(state=random_token(), nonce=random_token(),
-                                code_verifier=verifier, return_to=return_to)
-        self._pending.remember(response, pending)
-        return self._provider.authorize_url(
-            state=pending.state, nonce=pending.nonce,
-            code_challenge=code_challenge(verifier) if verifier else None)
-
-
-@web.middleware
-async def guard_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Run the guard for every proxied path; redirect browser navigations to sign-in."""
-    if request.path.startswith(OWN_PREFIXES) or request.path in OWN_PATHS:
-        return await handler(request)
-    guard = request.app[CONTEXT].guard
-    try:
-        await guard.check(request)
-    except Unauthenticated:
-        if not guard.is_navigation(request):
-            raise
-        response = web.Response(status=302)
-        response.headers["Location"] = guard.start_sign_in(response, request.raw_path)
-        await run_before_prepare(request, response)
-        guard.count_redirect()
-        return response
-    return await handler(request)
+                principal = await self._principals.of(request)
+            except InvalidBearerToken:
+                self._decisions.labels(decision="unauthorized", rule=route.rule).inc()
+                raise
+            decision = judge(route, principal, may_redirect=may_redirect)
+        label = "unauthorized" if decision.outcome == "unauthenticated" else decision.outcome
+        self._decisions.labels(decision=label, rule=route.rule).inc()
+        span = request[SPAN]
+        span.set_decision(label, route.rule)
+        if decision.principal is not None:
+            span.set_principal_sub(decision.principal.identity.sub)
+        return decision

@@ -18,14 +18,16 @@ class IdentityHeaders:
         self._auth_request = "x-auth-request" in settings.sets
         self._alb = alb if "alb" in settings.sets else None
         self._pass_access_token = settings.pass_access_token
+        self._pass_unverified_email = settings.pass_unverified_email
 
-    def build(self, identity: Identity, *, access_token: str | None, exp: float,
-              session_id: str | None = None) -> dict[str, str]:
+    def build(self, identity: Identity, *, access_token: str | None,
+              exp: float) -> dict[str, str]:
+        """The headers for `identity`, valid until `exp` (callers cache them per token)."""
         headers: dict[str, str] = {}
         if self._auth_request:
             headers["X-Auth-Request-User"] = identity.username
             headers["X-Auth-Request-Sub"] = identity.sub
-            if identity.email:
+            if identity.email and (identity.email_verified or self._pass_unverified_email):
                 headers["X-Auth-Request-Email"] = identity.email
             if identity.groups:
                 headers["X-Auth-Request-Groups"] = ",".join(identity.groups)
@@ -33,8 +35,7 @@ class IdentityHeaders:
                 headers["X-Auth-Request-Access-Token"] = access_token
         if self._alb is not None:
             headers["X-Amzn-Oidc-Identity"] = identity.sub
-            headers["X-Amzn-Oidc-Data"] = self._alb.assertion(identity, exp=int(exp),
-                                                              cache_key=session_id)
+            headers["X-Amzn-Oidc-Data"] = self._alb.assertion(identity, exp=int(exp))
             if self._pass_access_token and access_token:
                 headers["X-Amzn-Oidc-Accesstoken"] = access_token
         return headers

@@ -7,8 +7,7 @@ absolute end never moves: refresh renews tokens, not the session.
 
 from __future__ import annotations
 
-import time
-
+from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.cognito.client import TokenResponse
 from gateway.cognito.provider import IdentityProvider
 from gateway.config import Settings
@@ -18,8 +17,10 @@ from gateway.sessions.model import Session, new_session_id
 
 
 class SessionIssuer:
-    def __init__(self, settings: Settings, provider: IdentityProvider) -> None:
+    def __init__(self, settings: Settings, provider: IdentityProvider, *,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         self._settings = settings
+        self._clock = clock
         self._provider = provider
 
     async def sign_in(self, tokens: TokenResponse, *, nonce: str) -> Session:
@@ -28,19 +29,19 @@ class SessionIssuer:
             raise TokenValidationError("missing_id_token", "the token response has no id_token "
                                        "(is the openid scope allowed on the app client?)")
         claims = await self._provider.verifier.verify_id_token(tokens.id_token, nonce=nonce)
-        now = time.time()
+        now = self._clock.time()
         return Session(
             sid=new_session_id(), identity=Identity.from_claims(claims), created_at=now,
             expires_at=now + self._settings.session.lifetime_seconds,
             tokens_expire_at=min(now + tokens.expires_in, float(claims["exp"])),
             refresh_token=tokens.refresh_token, access_token=self._kept_access(tokens),
-            id_token=self._kept_id(tokens))
+            id_token=self._kept_id(tokens), checked_at=now)
 
     async def refreshed(self, session: Session) -> Session:
         """The session with tokens from the refresh grant (the Refresher of RefreshCoordinator)."""
         assert session.refresh_token is not None
         tokens = await self._provider.tokens.refresh(session.refresh_token)
-        now = time.time()
+        now = self._clock.time()
         expire_at = now + tokens.expires_in
         identity = session.identity
         if tokens.id_token is not None:
@@ -53,7 +54,7 @@ class SessionIssuer:
             identity=identity, tokens_expire_at=expire_at,
             refresh_token=tokens.refresh_token or session.refresh_token,
             access_token=self._kept_access(tokens),
-            id_token=self._kept_id(tokens) or session.id_token)
+            id_token=self._kept_id(tokens) or session.id_token, checked_at=now)
 
     def _kept_access(self, tokens: TokenResponse) -> str | None:
         return tokens.access_token if self._settings.headers.pass_access_token else None

@@ -21,9 +21,15 @@ from gateway.cognito.diagnosis import OAUTH_ERRORS, diagnose
 from gateway.errors import TokenEndpointError, network_failure_reason
 from gateway.observability.logging import get_logger
 from gateway.observability.metrics import Metrics
+from gateway.observability.tracing import (
+    COGNITO_REQUEST_ID,
+    GRANT_TYPE,
+    TRACING_OFF,
+    Span,
+    Tracing,
+)
 
 log = get_logger(__name__)
-TOKEN_TIMEOUT = aiohttp.ClientTimeout(total=10, connect=3, sock_read=8)
 
 
 @dataclass(frozen=True)
@@ -52,8 +58,11 @@ class TokenClient:
 
     def __init__(self, http: aiohttp.ClientSession, *, token_endpoint: str,
                  revocation_endpoint: str | None, client_id: str, client_secret: str,
-                 metrics: Metrics) -> None:
+                 metrics: Metrics, timeout: float = 10.0,
+                 tracing: Tracing = TRACING_OFF) -> None:
         self._http = http
+        self._tracing = tracing
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
         self.token_endpoint = token_endpoint
         self.revocation_endpoint = revocation_endpoint
         self.client_id = client_id
@@ -77,26 +86,29 @@ class TokenClient:
         """Revoke a refresh token (and, at Cognito, the tokens issued from it)."""
         if not self.revocation_endpoint:
             return
-        status, doc, started, idp_request_id = await self._post(
-            self.revocation_endpoint, {"token": refresh_token}, grant_type="revoke")
-        if status != 200:
-            raise self._failure("revoke", self.revocation_endpoint, status=status, doc=doc,
-                                started=started, idp_request_id=idp_request_id)
-        self._record("revoke", "ok", started)
+        with self._tracing.client_span("cognito.token", {GRANT_TYPE: "revoke"}) as span:
+            status, doc, started, idp_request_id = await self._post(
+                self.revocation_endpoint, {"token": refresh_token}, grant_type="revoke",
+                span=span)
+            if status != 200:
+                raise self._failure("revoke", self.revocation_endpoint, status=status, doc=doc,
+                                    started=started, idp_request_id=idp_request_id, span=span)
+            self._record("revoke", "ok", started, span)
 
     async def _token_call(self, form: dict[str, str]) -> TokenResponse:
         grant_type = form["grant_type"]
-        status, doc, started, idp_request_id = await self._post(
-            self.token_endpoint, form, grant_type=grant_type)
-        tokens = TokenResponse.from_json(doc) if status == 200 else None
-        if tokens is None:
-            raise self._failure(grant_type, self.token_endpoint, status=status, doc=doc,
-                                started=started, idp_request_id=idp_request_id)
-        self._record(grant_type, "ok", started)
-        return tokens
+        with self._tracing.client_span("cognito.token", {GRANT_TYPE: grant_type}) as span:
+            status, doc, started, idp_request_id = await self._post(
+                self.token_endpoint, form, grant_type=grant_type, span=span)
+            tokens = TokenResponse.from_json(doc) if status == 200 else None
+            if tokens is None:
+                raise self._failure(grant_type, self.token_endpoint, status=status, doc=doc,
+                                    started=started, idp_request_id=idp_request_id, span=span)
+            self._record(grant_type, "ok", started, span)
+            return tokens
 
-    async def _post(self, url: str, form: dict[str, str], *,
-                    grant_type: str) -> tuple[int, Any, float, str | None]:
+    async def _post(self, url: str, form: dict[str, str], *, grant_type: str,
+                    span: Span) -> tuple[int, Any, float, str | None]:
         headers = {"Accept": "application/json"}
         if self._secret:
             pair = f"{quote(self.client_id, safe='')}:{quote(self._secret, safe='')}"
@@ -105,14 +117,16 @@ class TokenClient:
             form = {**form, "client_id": self.client_id}
         started = time.perf_counter()
         try:
-            async with self._http.post(url, data=form, headers=headers, timeout=TOKEN_TIMEOUT,
+            async with self._http.post(url, data=form, headers=headers, timeout=self._timeout,
                                        allow_redirects=False) as resp:
                 body = await resp.read()
                 status, idp_request_id = resp.status, resp.headers.get("x-amz-cognito-request-id")
         except (aiohttp.ClientError, TimeoutError) as exc:
             outcome = "timeout" if network_failure_reason(exc) == "timeout" else "network_error"
             raise self._failure(grant_type, url, status=None, doc=None, started=started,
-                                idp_request_id=None, outcome=outcome) from exc
+                                idp_request_id=None, outcome=outcome, span=span) from exc
+        span.set_status_code(status)
+        span.set_attribute(COGNITO_REQUEST_ID, idp_request_id)
         try:
             doc = json.loads(body) if body else None
         except ValueError:
@@ -120,7 +134,7 @@ class TokenClient:
         return status, doc, started, idp_request_id
 
     def _failure(self, grant_type: str, url: str, *, status: int | None, doc: Any,
-                 started: float, idp_request_id: str | None,
+                 started: float, idp_request_id: str | None, span: Span,
                  outcome: str | None = None) -> TokenEndpointError:
         error = doc.get("error") if isinstance(doc, dict) else None
         error = error if isinstance(error, str) and error.isascii() and len(error) < 64 else None
@@ -132,7 +146,7 @@ class TokenClient:
             outcome = f"http_{status}" if status != 200 else "malformed"
         hint = diagnose(outcome, description=description, grant_type=grant_type,
                         public_client=not self._secret)
-        duration_ms = self._record(grant_type, outcome, started)
+        duration_ms = self._record(grant_type, outcome, started, span)
         log.warning("token_endpoint_error", grant_type=grant_type, http_status=status,
                     error=error or outcome, error_description=description, hint=hint,
                     client_id=self.client_id, token_endpoint=url, duration_ms=duration_ms,
@@ -141,7 +155,9 @@ class TokenClient:
                                   error=error, error_description=description, hint=hint,
                                   request_id=idp_request_id)
 
-    def _record(self, grant_type: str, outcome: str, started: float) -> float:
+    def _record(self, grant_type: str, outcome: str, started: float, span: Span) -> float:
+        """Count and time a call (the one place every outcome passes), on its span too."""
+        span.set_outcome(outcome)
         elapsed = time.perf_counter() - started
         self._metrics.token_requests.labels(grant_type=grant_type, outcome=outcome).inc()
         self._metrics.token_request_duration.labels(grant_type=grant_type).observe(elapsed)

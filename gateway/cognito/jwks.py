@@ -3,34 +3,44 @@
 Keys are cached by kid with no TTL. An unknown kid triggers one refetch; concurrent refetches
 share one request; after a refetch that still lacks the kid, further refetches wait
 `UNKNOWN_KID_BACKOFF` seconds (a token with a made-up kid cannot make the gateway hammer the IdP).
+A fetch that fails blocks refetches for `FAILURE_BACKOFF` seconds, doubling with each failure
+up to `MAX_FAILURE_BACKOFF`, while the cached keys keep verifying tokens: unauthenticated load
+never reaches a struggling IdP as more than one fetch per window.
 Only RSA/EC signing keys (`use` absent or "sig") are kept.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 
 import aiohttp
 import jwt
 
+from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.cognito.http import fetch_json
 from gateway.errors import JWKSError, TokenValidationError
 from gateway.observability.metrics import Metrics
+from gateway.observability.tracing import TRACING_OFF, Tracing
 
 UNKNOWN_KID_BACKOFF = 10.0
+FAILURE_BACKOFF = 1.0
+MAX_FAILURE_BACKOFF = 60.0
 
 
 class JWKSCache:
     """Signing keys of one provider, fetched with aiohttp (never blocking the loop)."""
 
-    def __init__(self, http: aiohttp.ClientSession, uri: str, metrics: Metrics) -> None:
+    def __init__(self, http: aiohttp.ClientSession, uri: str, metrics: Metrics, *,
+                 clock: Clock = SYSTEM_CLOCK, tracing: Tracing = TRACING_OFF) -> None:
         self._http = http
+        self._tracing = tracing
+        self._clock = clock
         self._uri = uri
         self._metrics = metrics
         self._keys: dict[str, jwt.PyJWK] = {}
         self._inflight: asyncio.Task[None] | None = None
         self._blocked_until = 0.0
+        self._failure_delay = 0.0
 
     @property
     def loaded(self) -> bool:
@@ -48,35 +58,55 @@ class JWKSCache:
                 self._inflight = None
 
     async def get(self, kid: str) -> jwt.PyJWK:
-        """The key with this kid, refetching once for an unknown kid."""
+        """The key with this kid, refetching once for an unknown kid.
+
+        Raises TokenValidationError (unknown_kid) when the key set lacks the kid, JWKSError
+        when it could not be fetched (now, or recently: the failure backoff is running).
+        """
         key = self._keys.get(kid)
         if key is not None:
             return key
-        if time.monotonic() >= self._blocked_until:
+        if self._clock.time() >= self._blocked_until or self._inflight is not None:
             await self.refresh()
             key = self._keys.get(kid)
             if key is not None:
                 return key
-            self._blocked_until = time.monotonic() + UNKNOWN_KID_BACKOFF
+            self._blocked_until = max(self._blocked_until,
+                                      self._clock.time() + UNKNOWN_KID_BACKOFF)
+        elif self._failure_delay:
+            raise JWKSError("the signing keys could not be fetched; retrying later",
+                            reason="backoff")
         raise TokenValidationError("unknown_kid", "no signing key with this kid")
 
     async def _fetch(self) -> None:
-        try:
-            doc = await fetch_json(self._http, self._uri, error=JWKSError)
-            keys = {}
-            for jwk in doc.get("keys", []):
-                if not isinstance(jwk, dict) or not isinstance(jwk.get("kid"), str):
-                    continue
-                if jwk.get("use", "sig") != "sig" or jwk.get("kty") not in {"RSA", "EC"}:
-                    continue
-                try:
-                    keys[jwk["kid"]] = jwt.PyJWK.from_dict(jwk)
-                except jwt.PyJWTError:
-                    continue
-            if not keys:
-                raise JWKSError(f"{self._uri} holds no usable signing key", reason="malformed")
-        except JWKSError as exc:
-            self._metrics.jwks_fetches.labels(outcome=exc.reason).inc()
-            raise
+        with self._tracing.client_span("cognito.jwks") as span:
+            try:
+                keys = await self._fetch_keys()
+            except JWKSError as exc:
+                span.set_outcome(exc.reason)
+                self._metrics.jwks_fetches.labels(outcome=exc.reason).inc()
+                self._failure_delay = min(max(self._failure_delay * 2, FAILURE_BACKOFF),
+                                          MAX_FAILURE_BACKOFF)
+                self._blocked_until = self._clock.time() + self._failure_delay
+                raise
+            span.set_outcome("ok")
         self._metrics.jwks_fetches.labels(outcome="ok").inc()
+        self._failure_delay = 0.0
         self._keys = keys
+
+    async def _fetch_keys(self) -> dict[str, jwt.PyJWK]:
+        """The usable signing keys at the JWKS URI; JWKSError when there are none."""
+        doc = await fetch_json(self._http, self._uri, error=JWKSError)
+        keys = {}
+        for jwk in doc.get("keys", []):
+            if not isinstance(jwk, dict) or not isinstance(jwk.get("kid"), str):
+                continue
+            if jwk.get("use", "sig") != "sig" or jwk.get("kty") not in {"RSA", "EC"}:
+                continue
+            try:
+                keys[jwk["kid"]] = jwt.PyJWK.from_dict(jwk)
+            except jwt.PyJWTError:
+                continue
+        if not keys:
+            raise JWKSError(f"{self._uri} holds no usable signing key", reason="malformed")
+        return keys

@@ -7,11 +7,12 @@ the browser-facing URLs: the authorization request and the IdP sign-out.
 
 from __future__ import annotations
 
-import asyncio
 from urllib.parse import urlencode
 
 import aiohttp
+from aiohttp import web
 
+from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.cognito.client import TokenClient
 from gateway.cognito.discovery import ProviderMetadata, discover
 from gateway.cognito.jwks import JWKSCache
@@ -20,6 +21,7 @@ from gateway.config import Settings
 from gateway.errors import IdPError
 from gateway.observability.logging import get_logger
 from gateway.observability.metrics import Metrics
+from gateway.observability.tracing import TRACING_OFF, Tracing
 
 log = get_logger(__name__)
 MAX_BACKOFF = 30.0
@@ -28,9 +30,12 @@ MAX_BACKOFF = 30.0
 class IdentityProvider:
     """Discovery, keys, token client and verifier of the configured provider."""
 
-    def __init__(self, settings: Settings, http: aiohttp.ClientSession, metrics: Metrics) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics, *,
+                 clock: Clock = SYSTEM_CLOCK, tracing: Tracing = TRACING_OFF) -> None:
         self._settings = settings
-        self._http = http
+        self._clock = clock
+        self._tracing = tracing
+        self._session: aiohttp.ClientSession | None = None
         self._metrics = metrics
         self._metadata: ProviderMetadata | None = None
         self._jwks: JWKSCache | None = None
@@ -59,20 +64,36 @@ class IdentityProvider:
             raise IdPError("identity provider not loaded yet", reason="not_ready")
         return self._verifier
 
+    @property
+    def _http(self) -> aiohttp.ClientSession:
+        """The provider's own HTTP client: no cookie jar, opened on first use, closed by
+        `close`."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar(),
+                                                  headers={"User-Agent": "cognito-gateway"})
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
     async def load(self) -> None:
         """Fetch discovery and JWKS once; raise DiscoveryError or JWKSError on failure."""
         s = self._settings
         metadata = await discover(self._http, s.issuer, s.cognito.domain)
-        jwks = JWKSCache(self._http, metadata.jwks_uri, self._metrics)
+        jwks = JWKSCache(self._http, metadata.jwks_uri, self._metrics, clock=self._clock,
+                         tracing=self._tracing)
         await jwks.refresh()
         self._metadata, self._jwks = metadata, jwks
         self._client = TokenClient(
             self._http, token_endpoint=metadata.token_endpoint,
             revocation_endpoint=metadata.revocation_endpoint, client_id=s.cognito.client_id,
-            client_secret=s.cognito.client_secret, metrics=self._metrics)
+            client_secret=s.cognito.client_secret, metrics=self._metrics,
+            timeout=s.cognito.timeout_seconds, tracing=self._tracing)
         self._verifier = TokenVerifier(
             jwks, issuer=metadata.issuer, client_id=s.cognito.client_id,
-            bearer_client_ids=s.bearer_client_ids, cognito=s.is_cognito, metrics=self._metrics)
+            bearer_client_ids=s.bearer_client_ids, cognito=s.is_cognito, metrics=self._metrics,
+            clock=self._clock)
 
     async def load_until_ready(self) -> None:
         """`load()` with exponential backoff until it succeeds (runs as a background task)."""
@@ -83,20 +104,24 @@ class IdentityProvider:
             except IdPError as exc:
                 log.error("idp_metadata_unavailable", error=str(exc), reason=exc.reason,
                           retry_in_seconds=delay)
-                await asyncio.sleep(delay)
+                await self._clock.sleep(delay)
                 delay = min(delay * 2, MAX_BACKOFF)
             else:
                 log.info("idp_ready", issuer=self.metadata.issuer)
                 return
 
-    def authorize_url(self, *, state: str, nonce: str, code_challenge: str | None) -> str:
-        """The authorization-code request the browser is sent to."""
+    def authorize_url(self, *, state: str, nonce: str, code_challenge: str | None,
+                      identity_provider: str | None = None) -> str:
+        """The authorization-code request the browser is sent to; with `identity_provider`,
+        Cognito skips its provider choice and goes straight to that provider."""
         s = self._settings
         params = {"response_type": "code", "client_id": s.cognito.client_id,
                   "redirect_uri": s.redirect_uri, "scope": " ".join(s.cognito.scopes),
                   "state": state, "nonce": nonce}
         if code_challenge:
             params |= {"code_challenge": code_challenge, "code_challenge_method": "S256"}
+        if identity_provider:
+            params["identity_provider"] = identity_provider
         return f"{self.metadata.authorization_endpoint}?{urlencode(params)}"
 
     def logout_url(self, *, id_token: str | None) -> str | None:
@@ -114,3 +139,6 @@ class IdentityProvider:
         if id_token:
             params["id_token_hint"] = id_token
         return f"{endpoint}?{urlencode(params)}"
+
+
+PROVIDER = web.AppKey("provider", IdentityProvider)

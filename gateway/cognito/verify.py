@@ -1,7 +1,8 @@
 """Token verification rules (AWS's checklist and aws-jwt-verify's, for Cognito and generic OIDC).
 
 Every token: three parts, header alg RS256 (never `none`, never HMAC), a string kid found in the
-provider's JWKS, a valid signature, `iss` equal to the issuer, `exp` not passed (with `leeway`).
+provider's JWKS, a valid signature, `iss` equal to the issuer, `exp` not passed and `nbf`/`iat`
+not in the future (with `leeway`, on the gateway's clock).
 ID tokens: `aud` contains the client id (and `azp` equals it when several audiences), `nonce`
 matches the sign-in's. Access tokens carry no `aud` at Cognito: `client_id` must be one of the
 accepted clients. With a Cognito issuer, `token_use` must be "id" or "access" as expected.
@@ -16,6 +17,7 @@ from typing import Any
 
 import jwt
 
+from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.cognito.jwks import JWKSCache
 from gateway.errors import TokenValidationError
 from gateway.observability.metrics import Metrics
@@ -39,7 +41,8 @@ class TokenVerifier:
 
     def __init__(self, jwks: JWKSCache, *, issuer: str, client_id: str,
                  bearer_client_ids: frozenset[str], cognito: bool, metrics: Metrics,
-                 leeway: float = 30.0) -> None:
+                 leeway: float = 30.0, clock: Clock = SYSTEM_CLOCK) -> None:
+        self._clock = clock
         self._jwks = jwks
         self._issuer = issuer
         self._client_id = client_id
@@ -97,10 +100,26 @@ class TokenVerifier:
         try:
             claims: Claims = jwt.decode(
                 token, key=key, algorithms=ALGORITHMS, issuer=self._issuer, audience=audience,
-                leeway=self._leeway, options={"require": required, "verify_aud": bool(audience)})
+                leeway=self._leeway, options={
+                    "require": required, "verify_aud": bool(audience), "verify_exp": False,
+                    "verify_nbf": False, "verify_iat": False})
         except jwt.PyJWTError as exc:
             raise TokenValidationError(_reason(exc), str(exc)) from None
+        self._check_times(claims)
         return claims
+
+    def _check_times(self, claims: Claims) -> None:
+        """exp, nbf and iat against the gateway's clock (PyJWT would read the system's)."""
+        now, leeway = self._clock.time(), self._leeway
+        times = {name: claims.get(name) for name in ("exp", "nbf", "iat")}
+        if any(value is not None and (not isinstance(value, (int, float))
+                                      or isinstance(value, bool)) for value in times.values()):
+            raise TokenValidationError("malformed", "a time claim is not a number")
+        if now >= float(claims["exp"]) + leeway:
+            raise TokenValidationError("expired", "the token has expired")
+        if any(value is not None and now < float(value) - leeway
+               for value in (times["nbf"], times["iat"])):
+            raise TokenValidationError("not_yet_valid", "the token is not valid yet")
 
 
 def _reason(exc: jwt.PyJWTError) -> str:

@@ -10,13 +10,15 @@ from aiohttp import web
 from cryptography.fernet import Fernet
 
 from gateway.app import create_app
+from gateway.cognito.provider import PROVIDER
 from gateway.config import Settings, load_settings
 from gateway.demo.upstream import create_upstream_app
 from gateway.devidp import DevIdp, demo_pool
-from gateway.keys import CONTEXT
 
 DEMO_USER = "demo"
 DEMO_PASSWORD = "demo-password-1"  # noqa: S105 - the dev IdP's published demo credentials
+PARTNER_USER = "carol@partner.example"
+PARTNER_PASSWORD = "carol-password-1"  # noqa: S105 - the simulated SAML provider's demo user
 
 
 @dataclass
@@ -51,10 +53,11 @@ async def start_demo(*, gateway_port: int = 4180, idp_port: int = 4181,
                      upstream_port: int = 4182) -> DemoStack:
     """Start everything on 127.0.0.1 (port 0: a free one); returns once the gateway is ready."""
     gateway_port, upstream_port = gateway_port or free_port(), upstream_port or free_port()
-    upstream_runner = await _serve(create_upstream_app(), upstream_port)
     public_url = f"http://127.0.0.1:{gateway_port}"
     pool = demo_pool(f"{public_url}/oauth2/callback", f"{public_url}/oauth2/signed_out")
-    idp = DevIdp(pool, host="127.0.0.1", port=idp_port)
+    # The stand-in on its own host name, like a real Cognito domain: its hosted-UI cookies
+    # never reach the app on 127.0.0.1.
+    idp = DevIdp(pool, host="127.0.0.1", port=idp_port, public_host="localhost")
     await idp.start()
     settings = load_settings(environ={
         "GATEWAY_SERVER_LISTEN": f"127.0.0.1:{gateway_port}",
@@ -68,10 +71,14 @@ async def start_demo(*, gateway_port: int = 4180, idp_port: int = 4181,
         "GATEWAY_SESSION_COOKIE_SECURE": "false",
         "GATEWAY_HEADERS_SETS": "x-auth-request,alb",
     })
+    upstream = create_upstream_app(
+        public_keys_url=f"{public_url}/oauth2/public-keys",
+        refresh_before_seconds=settings.session.refresh_before_expiry_seconds)
+    upstream_runner = await _serve(upstream, upstream_port)
     app = create_app(settings)
     gateway_runner = await _serve(app, gateway_port)
     for _ in range(200):
-        if app[CONTEXT].provider.ready:
+        if app[PROVIDER].ready:
             break
         await asyncio.sleep(0.05)
     return DemoStack(idp, public_url, settings, [upstream_runner, gateway_runner])

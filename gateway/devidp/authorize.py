@@ -1,12 +1,15 @@
 """GET /oauth2/authorize: validate the request, then issue a code (or implicit tokens).
 
 The same validation guards /login, so a sign-in form is only ever shown for a request that
-could complete.
+could complete. `identity_provider` (a ProviderName, or COGNITO) and `idp_identifier` (one of
+a provider's identifiers) choose where the user signs in: an external provider skips the
+hosted UI and goes straight to that provider's (simulated) sign-in page, COGNITO goes to the
+username and password form. A provider the pool does not have, or the app client does not
+support, is refused with a 302 to the redirect_uri carrying error=invalid_request.
 """
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,14 +17,18 @@ from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
-from gateway.devidp.grants import AuthorizationCode, SignIn
+from gateway.devidp.grants import HOSTED_UI_SESSION_SECONDS, AuthorizationCode, SignIn
 from gateway.devidp.model import AppClient, User, UserPool
+from gateway.devidp.providers import COGNITO, IdentityProvider, provider_sign_in_path
 from gateway.devidp.responses import redirect
 from gateway.devidp.state import IdpState, state_of
 from gateway.devidp.tokens import mint_user_tokens
 
 HOSTED_UI_COOKIE = "cognito"
 _FLOW_OF_RESPONSE_TYPE = {"code": "code", "token": "implicit"}
+# UNCONFIRMED: AWS documents federation failures at /authorize as
+# error=invalid_request&error_description=..., not the description's text.
+UNSUPPORTED_PROVIDER = "Login option is not available. Please try another one"
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,7 @@ class AuthorizeRequest:
     code_challenge: str | None
     nonce: str | None
     prompt: str | None
+    provider: IdentityProvider | None = None  # an external provider chosen by the request
 
 
 def parse_authorize(st: IdpState, query: Mapping[str, str]) -> AuthorizeRequest | web.Response:
@@ -72,6 +80,9 @@ def parse_authorize(st: IdpState, query: Mapping[str, str]) -> AuthorizeRequest 
         # Documented form; Cognito has also been seen answering
         # error=invalid_request&error_description=invalid_scope (COMMUNITY).
         return fail("invalid_scope")
+    chosen = chosen_provider(st.pool, client, query)
+    if chosen is False:
+        return error_redirect(redirect_uri, "invalid_request", app_state, UNSUPPORTED_PROVIDER)
     return AuthorizeRequest(
         client=client,
         redirect_uri=redirect_uri,
@@ -81,7 +92,30 @@ def parse_authorize(st: IdpState, query: Mapping[str, str]) -> AuthorizeRequest 
         code_challenge=challenge,
         nonce=query.get("nonce"),
         prompt=query.get("prompt"),
+        provider=chosen if isinstance(chosen, IdentityProvider) else None,
     )
+
+
+def chosen_provider(
+    pool: UserPool, client: AppClient, query: Mapping[str, str]
+) -> IdentityProvider | bool:
+    """The external provider the request names; True for COGNITO or no choice; False when
+    the choice is unknown to the pool or not supported by the client.
+
+    identity_provider wins over idp_identifier when both are sent (UNCONFIRMED).
+    """
+    name = query.get("identity_provider")
+    if name is not None:
+        if name == COGNITO:
+            return COGNITO in client.supported_identity_providers
+        provider = pool.provider(name)
+    elif "idp_identifier" in query:
+        provider = pool.provider_by_identifier(query["idp_identifier"])
+    else:
+        return True
+    if provider is None or provider.name not in client.supported_identity_providers:
+        return False
+    return provider
 
 
 def resolve_scopes(
@@ -135,6 +169,7 @@ def complete_sign_in(
             sign_in=sign_in,
             origin_jti=str(uuid.uuid4()),
             include_nonce=True,
+            now=st.now(),
         )
         fragment = {"access_token": issued.access_token}
         if issued.id_token is not None:
@@ -151,12 +186,32 @@ def complete_sign_in(
         sign_in=sign_in,
         redirect_uri=req.redirect_uri,
         code_challenge=req.code_challenge,
-        expires_at=time.time() + req.client.auth_code_validity_seconds,
+        expires_at=st.now() + req.client.auth_code_validity_seconds,
     )
     params = {"code": code}
     if req.state is not None:
         params["state"] = req.state
     return redirect(_with_query(req.redirect_uri, params))
+
+
+def sign_in_with_session(
+    request: web.Request, req: AuthorizeRequest, user: User
+) -> web.Response:
+    """A fresh hosted-UI session for `user` (its 1-hour cookie) and the redirect with a code."""
+    st = state_of(request)
+    auth_time = int(st.now())
+    st.grants.close_session(request.cookies.get(HOSTED_UI_COOKIE))
+    session_id = st.grants.open_session(user.username, auth_time)
+    response = complete_sign_in(st, req, user, auth_time)
+    response.set_cookie(
+        HOSTED_UI_COOKIE,
+        session_id,
+        max_age=HOSTED_UI_SESSION_SECONDS,
+        path="/",
+        httponly=True,
+        samesite="Lax",
+    )
+    return response
 
 
 async def authorize(request: web.Request) -> web.Response:
@@ -165,6 +220,13 @@ async def authorize(request: web.Request) -> web.Response:
     req = parse_authorize(st, request.query)
     if isinstance(req, web.Response):
         return req
+    if req.provider is not None:
+        # Cognito "silently redirects your user to the sign-in page for that identity
+        # provider", whatever hosted-UI session the browser has.
+        relay_state = st.grants.begin_federation(req.provider.name,
+                                                 request.rel_url.raw_query_string)
+        return redirect(f"{st.base_url}{provider_sign_in_path(req.provider.name)}?"
+                        f"{urlencode({'RelayState': relay_state})}")
     session = st.grants.session(request.cookies.get(HOSTED_UI_COOKIE))
     user = st.pool.user(session.username) if session is not None else None
     if session is None or user is None or req.prompt == "login":

@@ -1,7 +1,8 @@
 """What the IdP remembers between requests: codes, refresh tokens, hosted-UI sessions, revocations.
 
 Everything is in memory and keyed by the opaque value the browser or client holds. Times are
-Unix seconds (`time.time()`), the clock the tokens' iat/exp use.
+Unix seconds on the IdP's clock (`GrantStore.now`, `time.time` unless a test passes its
+own), the clock the tokens' iat/exp use.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import base64
 import json
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 # The refresh token imitates Cognito's: a compact JWE (5 parts) of about 1.8 KB.
@@ -19,6 +21,9 @@ _JWE_HEADER = base64.urlsafe_b64encode(
 _JWE_PART_BYTES = (256, 12, 1008, 16)  # encrypted key, IV, ciphertext, tag
 
 HOSTED_UI_SESSION_SECONDS = 3600
+# How long a sign-in at an external provider may take (UNCONFIRMED; SAML requests commonly
+# expire within minutes).
+FEDERATION_SECONDS = 600
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,25 @@ class HostedUiSession:
     expires_at: float
 
 
+@dataclass(frozen=True)
+class PendingFederation:
+    """An authorize request waiting for the user to come back from an external provider."""
+
+    provider: str
+    authorize_query: str
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class FederatedAssertion:
+    """What a provider asserted: this user id signed in, for that pending request."""
+
+    relay_state: str
+    provider: str
+    user_id: str
+    expires_at: float
+
+
 @dataclass
 class GrantStore:
     """The in-memory records of one IdP."""
@@ -77,6 +101,9 @@ class GrantStore:
     refresh: dict[str, RefreshGrant] = field(default_factory=dict)
     sessions: dict[str, HostedUiSession] = field(default_factory=dict)
     revoked_origins: set[str] = field(default_factory=set)
+    federations: dict[str, PendingFederation] = field(default_factory=dict)
+    assertions: dict[str, FederatedAssertion] = field(default_factory=dict)
+    now: Callable[[], float] = time.time
 
     def take_code(self, code: str) -> AuthorizationCode | None:
         """Remove and return the code's record: a code is consumed by its first presentation."""
@@ -111,20 +138,55 @@ class GrantStore:
         self.sessions[session_id] = HostedUiSession(
             username=username,
             auth_time=auth_time,
-            expires_at=time.time() + HOSTED_UI_SESSION_SECONDS,
+            expires_at=self.now() + HOSTED_UI_SESSION_SECONDS,
         )
         return session_id
 
     def session(self, session_id: str | None) -> HostedUiSession | None:
         """The live hosted-UI session for a cookie value, or None."""
         found = self.sessions.get(session_id or "")
-        if found is None or time.time() >= found.expires_at:
+        if found is None or self.now() >= found.expires_at:
             return None
         return found
 
     def close_session(self, session_id: str | None) -> None:
         """End a hosted-UI session (unknown ids are ignored)."""
         self.sessions.pop(session_id or "", None)
+
+
+    def begin_federation(self, provider: str, authorize_query: str) -> str:
+        """Remember an authorize request sent to a provider; return its RelayState."""
+        relay_state = secrets.token_urlsafe(24)
+        self.federations[relay_state] = PendingFederation(
+            provider, authorize_query, self.now() + FEDERATION_SECONDS)
+        return relay_state
+
+    def federation(self, relay_state: str) -> PendingFederation | None:
+        """The live pending request for a RelayState, or None."""
+        found = self.federations.get(relay_state)
+        if found is None or self.now() >= found.expires_at:
+            return None
+        return found
+
+    def assert_federated(self, relay_state: str, provider: str, user_id: str) -> str:
+        """Record a provider's successful sign-in; return the one-time code for idpresponse."""
+        code = secrets.token_urlsafe(24)
+        self.assertions[code] = FederatedAssertion(
+            relay_state, provider, user_id, self.now() + FEDERATION_SECONDS)
+        return code
+
+    def take_federation(
+        self, code: str, relay_state: str
+    ) -> tuple[PendingFederation, FederatedAssertion] | None:
+        """Consume a provider's code and its pending request; None unless both are live and
+        belong together."""
+        assertion = self.assertions.pop(code, None)
+        pending = self.federation(relay_state)
+        if (assertion is None or pending is None or assertion.relay_state != relay_state
+                or self.now() >= assertion.expires_at):
+            return None
+        del self.federations[relay_state]
+        return pending, assertion
 
 
 def new_refresh_token() -> str:

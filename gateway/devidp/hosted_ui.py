@@ -1,11 +1,9 @@
-"""The hosted UI's browser pages: the classic sign-in form (/login), /logout and /error."""
+"""The hosted UI's browser pages: the classic sign-in page (/login), /logout and /error."""
 
 from __future__ import annotations
 
 import hmac
-import html
 import secrets
-import time
 from urllib.parse import urlencode
 
 from aiohttp import web
@@ -13,26 +11,30 @@ from aiohttp import web
 from gateway.devidp.authorize import (
     HOSTED_UI_COOKIE,
     AuthorizeRequest,
-    complete_sign_in,
     parse_authorize,
+    sign_in_with_session,
 )
-from gateway.devidp.grants import HOSTED_UI_SESSION_SECONDS
-from gateway.devidp.model import User
+from gateway.devidp.providers import COGNITO
 from gateway.devidp.responses import error_page, html_page, redirect
+from gateway.devidp.signin_page import ProviderButton, sign_in_page
 from gateway.devidp.state import state_of
 
 CSRF_COOKIE = "XSRF-TOKEN"
+# With PreventUserExistenceErrors ENABLED (the default of every pool created since 2020) an
+# unknown user and a wrong password get the same sentence, so the form reveals no usernames.
 BAD_CREDENTIALS = "Incorrect username or password."
+UNKNOWN_USER = "User does not exist."  # PreventUserExistenceErrors LEGACY only
 LOGOUT_MISMATCH = "Required String parameter 'redirect_uri' is not present."
+_PROVIDER_CHOICE = ("identity_provider", "idp_identifier")
 
 
 async def login_form(request: web.Request) -> web.Response:
-    """GET /login: the sign-in form, with a fresh CSRF token in a cookie and a hidden field."""
+    """GET /login: the sign-in page, with a fresh CSRF token in a cookie and a hidden field."""
     req = parse_authorize(state_of(request), request.query)
     if isinstance(req, web.Response):
         return req
     token = secrets.token_urlsafe(32)
-    response = _form(request.rel_url.raw_query_string, token, error=None)
+    response = _page(request, req, token, error=None)
     response.set_cookie(CSRF_COOKIE, token, path="/", httponly=True, samesite="Lax")
     return response
 
@@ -43,6 +45,9 @@ async def login_submit(request: web.Request) -> web.Response:
     req = parse_authorize(st, request.query)
     if isinstance(req, web.Response):
         return req
+    if COGNITO not in req.client.supported_identity_providers:
+        # The page offers no form then; a hand-made POST is refused (UNCONFIRMED).
+        return error_page()
     form = await request.post()
     sent = form.get("_csrf")
     expected = request.cookies.get(CSRF_COOKIE, "")
@@ -51,30 +56,33 @@ async def login_submit(request: web.Request) -> web.Response:
         return error_page(status=403)
     username, password = form.get("username"), form.get("password")
     user = st.pool.user(username) if isinstance(username, str) else None
+    if user is None and not st.pool.prevent_user_existence_errors:
+        return _page(request, req, expected, error=UNKNOWN_USER)
     if (
         user is None
+        or user.federated  # EXTERNAL_PROVIDER users have no password here
         or not isinstance(password, str)
         or not hmac.compare_digest(password.encode(), user.password.encode())
     ):
-        return _form(request.rel_url.raw_query_string, expected, error=BAD_CREDENTIALS)
-    return _signed_in(request, req, user)
+        return _page(request, req, expected, error=BAD_CREDENTIALS)
+    return sign_in_with_session(request, req, user)
 
 
-def _signed_in(request: web.Request, req: AuthorizeRequest, user: User) -> web.Response:
+def _page(request: web.Request, req: AuthorizeRequest, csrf: str, *,
+          error: str | None) -> web.Response:
     st = state_of(request)
-    auth_time = int(time.time())
-    st.grants.close_session(request.cookies.get(HOSTED_UI_COOKIE))
-    session_id = st.grants.open_session(user.username, auth_time)
-    response = complete_sign_in(st, req, user, auth_time)
-    response.set_cookie(
-        HOSTED_UI_COOKIE,
-        session_id,
-        max_age=HOSTED_UI_SESSION_SECONDS,
-        path="/",
-        httponly=True,
-        samesite="Lax",
-    )
-    return response
+    client = req.client
+    params = [(k, v) for k, v in request.query.items() if k not in _PROVIDER_CHOICE]
+    buttons = [
+        ProviderButton(name, "/oauth2/authorize?"
+                       + urlencode([*params, ("identity_provider", name)]))
+        for name in client.supported_identity_providers
+        if name != COGNITO and st.pool.provider(name) is not None
+    ]
+    action = (f"/login?{request.rel_url.raw_query_string}"
+              if COGNITO in client.supported_identity_providers else None)
+    return html_page(sign_in_page(app_name=client.display_name, action=action, csrf=csrf,
+                                  buttons=buttons, error=error))
 
 
 async def logout(request: web.Request) -> web.Response:
@@ -109,31 +117,3 @@ async def logout(request: web.Request) -> web.Response:
 async def error(request: web.Request) -> web.Response:
     """GET /error: Cognito's generic error page, HTTP 400."""
     return error_page()
-
-
-def _form(query_string: str, csrf: str, *, error: str | None) -> web.Response:
-    action = html.escape(f"/login?{query_string}", quote=True)
-    message = (
-        f'<p id="loginErrorMessage" class="errorMessage">{html.escape(error)}</p>\n'
-        if error is not None
-        else ""
-    )
-    return html_page(
-        f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>Signin</title></head>
-<body><div class="modal-content background-customizable">
-<span class="textDescription-customizable">Sign in with your username and password</span>
-<form name="cognitoSignInForm" method="post" action="{action}" class="cognito-asf">
-<input type="hidden" name="_csrf" value="{html.escape(csrf, quote=True)}"/>
-{message}<label for="signInFormUsername">Username</label>
-<input id="signInFormUsername" name="username" type="text"
- class="form-control inputField-customizable" autocapitalize="none" required/>
-<label for="signInFormPassword">Password</label>
-<input id="signInFormPassword" name="password" type="password"
- class="form-control inputField-customizable" required/>
-<input type="hidden" name="cognitoAsfData" id="cognitoAsfData" value=""/>
-<input name="signInSubmitButton" type="Submit" value="Sign in"
- class="btn btn-primary submitButton-customizable"/>
-</form></div></body></html>
-"""
-    )

@@ -10,12 +10,16 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
+from gateway.devidp.providers import COGNITO, IdentityProvider, ProviderUser
+
 FLOWS = ("code", "implicit", "client_credentials")
+
 # Scopes every Cognito user pool knows without a resource server.
 STANDARD_SCOPES = ("openid", "email", "phone", "profile", "aws.cognito.signin.user.admin")
 MAX_ROTATION_GRACE_SECONDS = 60
 
 _SUB_NAMESPACE = uuid.UUID("6f1d2c3e-8a47-4e9b-9d0c-1b2a3c4d5e6f")
+
 
 
 @dataclass
@@ -29,6 +33,8 @@ class User:
     email_verified: bool = False
     groups: list[str] = field(default_factory=list)
     attributes: dict[str, str] = field(default_factory=dict)
+    # Set only on users the pool created at a federated sign-in (the ID token's `identities`).
+    identities: list[dict[str, str | None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         problems = []
@@ -49,6 +55,12 @@ class User:
         """The user's `sub`: the configured one, or a stable UUID derived from the username."""
         return self.sub or str(uuid.uuid5(_SUB_NAMESPACE, self.username))
 
+    @property
+    def federated(self) -> bool:
+        """True for a user linked to an external provider (no password sign-in, like Cognito's
+        EXTERNAL_PROVIDER status)."""
+        return bool(self.identities)
+
 
 @dataclass
 class AppClient:
@@ -68,6 +80,8 @@ class AppClient:
     refresh_token_rotation: bool = False
     rotation_grace_seconds: int = 0
     revocation_enabled: bool = True
+    client_name: str | None = None  # shown on the hosted UI's sign-in page
+    supported_identity_providers: list[str] = field(default_factory=lambda: [COGNITO])
 
     def __post_init__(self) -> None:
         problems = client_problems(self)
@@ -78,6 +92,11 @@ class AppClient:
     def is_public(self) -> bool:
         """True when the client has no secret (it authenticates with its client_id alone)."""
         return self.client_secret is None
+
+    @property
+    def display_name(self) -> str:
+        """The name the hosted UI shows: client_name, else the client id."""
+        return self.client_name or self.client_id
 
 
 def client_problems(client: AppClient) -> list[str]:
@@ -113,6 +132,15 @@ def client_problems(client: AppClient) -> list[str]:
             problems.append(f"{name}: must be at least 1")
     if not 0 <= client.rotation_grace_seconds <= MAX_ROTATION_GRACE_SECONDS:
         problems.append(f"rotation_grace_seconds: must be 0-{MAX_ROTATION_GRACE_SECONDS}")
+    return problems + _hosted_ui_problems(client)
+
+
+def _hosted_ui_problems(client: AppClient) -> list[str]:
+    problems = []
+    if client.client_name == "":
+        problems.append("client_name: must not be empty (leave it out for none)")
+    if len(set(client.supported_identity_providers)) != len(client.supported_identity_providers):
+        problems.append("supported_identity_providers: names a provider twice")
     return problems
 
 
@@ -125,6 +153,10 @@ class UserPool:
     users: list[User] = field(default_factory=list)
     clients: list[AppClient] = field(default_factory=list)
     resource_servers: dict[str, list[str]] = field(default_factory=dict)
+    identity_providers: list[IdentityProvider] = field(default_factory=list)
+    # True (ENABLED, Cognito's default): an unknown user gets "Incorrect username or
+    # password." like a wrong password; False (LEGACY): "User does not exist."
+    prevent_user_existence_errors: bool = True
 
     def __post_init__(self) -> None:
         problems = pool_problems(self)
@@ -146,6 +178,16 @@ class UserPool:
         """The user with that username; case-insensitive like a default Cognito pool."""
         wanted = username.casefold()
         return next((u for u in self.users if u.username.casefold() == wanted), None)
+
+    def provider(self, name: str) -> IdentityProvider | None:
+        """The external identity provider with that ProviderName (exact, like Cognito)."""
+        return next((p for p in self.identity_providers if p.name == name), None)
+
+    def provider_by_identifier(self, identifier: str) -> IdentityProvider | None:
+        """The provider one of whose identifiers is `identifier` (case-insensitive)."""
+        wanted = identifier.casefold()
+        return next((p for p in self.identity_providers
+                     if any(i.casefold() == wanted for i in p.identifiers)), None)
 
 
 def pool_problems(pool: UserPool) -> list[str]:
@@ -179,11 +221,37 @@ def pool_problems(pool: UserPool) -> list[str]:
     for rs, scopes in pool.resource_servers.items():
         if not rs or not scopes:
             problems.append(f"resource_servers.{rs}: needs an identifier and at least one scope")
+    problems += _federation_problems(pool)
+    return problems
+
+
+def _federation_problems(pool: UserPool) -> list[str]:
+    problems = []
+    names: set[str] = set()
+    identifiers: set[str] = set()
+    for i, provider in enumerate(pool.identity_providers):
+        if provider.name in names:
+            problems.append(f"identity_providers[{i}].name: {provider.name!r} is defined twice")
+        names.add(provider.name)
+        for identifier in provider.identifiers:
+            if identifier.casefold() in identifiers:
+                problems.append(f"identity_providers[{i}].identifiers: {identifier!r} is "
+                                "already another provider's")
+            identifiers.add(identifier.casefold())
+    for i, client in enumerate(pool.clients):
+        unknown = [n for n in client.supported_identity_providers
+                   if n != COGNITO and n not in names]
+        if unknown:
+            # CreateUserPoolClient: "The provider <name> does not exist for User Pool <id>".
+            problems.append(f"clients[{i}].supported_identity_providers: {unknown} do not exist "
+                            f"in the pool (known: {[COGNITO, *sorted(names)]})")
     return problems
 
 
 def demo_pool(callback_url: str, logout_url: str) -> UserPool:
-    """A pool with the demo user and one confidential code-flow client for those URLs."""
+    """The demo pool: user `demo`, a simulated SAML provider `PartnerSAML` with user
+    `carol@partner.example`, and one confidential code-flow client for those URLs that
+    offers both."""
     return UserPool(
         users=[
             User(
@@ -191,7 +259,7 @@ def demo_pool(callback_url: str, logout_url: str) -> UserPool:
                 password="demo-password-1",
                 email="demo@example.com",
                 email_verified=True,
-                groups=["demo-users"],
+                groups=["demo-users", "admins"],
                 attributes={"name": "Demo User"},
             )
         ],
@@ -199,9 +267,27 @@ def demo_pool(callback_url: str, logout_url: str) -> UserPool:
             AppClient(
                 client_id="demo-client",
                 client_secret="demo-client-secret",
+                client_name="Demo app",
                 allowed_flows=["code"],
                 callback_urls=[callback_url],
                 logout_urls=[logout_url],
+                supported_identity_providers=[COGNITO, "PartnerSAML"],
+            )
+        ],
+        identity_providers=[
+            IdentityProvider(
+                name="PartnerSAML",
+                type="SAML",
+                identifiers=["partner.example"],
+                issuer="urn:partner.example:idp",
+                users=[
+                    ProviderUser(
+                        user_id="carol@partner.example",
+                        password="carol-password-1",
+                        email="carol@partner.example",
+                        attributes={"name": "Carol Partner"},
+                    )
+                ],
             )
         ],
     )

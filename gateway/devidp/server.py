@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from collections.abc import Callable
 from types import TracebackType
 
 from aiohttp import web
@@ -11,6 +13,7 @@ from gateway.devidp import admin
 from gateway.devidp.authorize import authorize
 from gateway.devidp.discovery import jwks, openid_configuration
 from gateway.devidp.faults import Fault, faultable
+from gateway.devidp.federation import idp_response, provider_sign_in_form, provider_sign_in_submit
 from gateway.devidp.hosted_ui import error, login_form, login_submit, logout
 from gateway.devidp.keys import SigningKeys
 from gateway.devidp.model import UserPool
@@ -38,6 +41,9 @@ def build_app(st: IdpState) -> web.Application:
     app.router.add_post("/login", login_submit)
     app.router.add_get("/logout", logout)
     app.router.add_get("/error", error)
+    app.router.add_get("/oauth2/idpresponse", idp_response)
+    app.router.add_get("/simulated-idp/{provider}/sign-in", provider_sign_in_form)
+    app.router.add_post("/simulated-idp/{provider}/sign-in", provider_sign_in_submit)
     admin.add_admin_routes(app)
     return app
 
@@ -46,7 +52,12 @@ class DevIdp:
     """A local Cognito user pool: hosted UI, /oauth2/* endpoints, discovery and JWKS.
 
     `start()` binds `host:port` (port 0 picks a free one); `base_url` is the hosted-UI domain
-    and `issuer` is `base_url/<pool id>`. `keys` lets tests share pre-generated signing keys.
+    and `issuer` is `base_url/<pool id>`. `public_host` is the host name in those URLs when it
+    differs from the bound address: `DevIdp(pool, "127.0.0.1", public_host="localhost")`
+    serves on 127.0.0.1 as `http://localhost:<port>`, so a browser keeps the stand-in's
+    cookies apart from an app on 127.0.0.1 (cookies are per host, not per port). `keys` lets
+    tests share pre-generated signing keys; `now` is the IdP's clock (seconds since the epoch:
+    tokens' iat/exp, code and session lifetimes), so a test can move it with the gateway's.
     """
 
     def __init__(
@@ -56,11 +67,14 @@ class DevIdp:
         port: int = 0,
         *,
         keys: SigningKeys | None = None,
+        public_host: str | None = None,
+        now: Callable[[], float] = time.time,
     ) -> None:
         self.pool = pool
         self._host = host
+        self._public_host = public_host or host
         self._port = port
-        self._state = IdpState(pool=pool, keys=keys or SigningKeys.generate())
+        self._state = IdpState(pool=pool, keys=keys or SigningKeys.generate(), now=now)
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -76,7 +90,7 @@ class DevIdp:
             await runner.cleanup()
             raise
         port = runner.addresses[0][1]
-        host = f"[{self._host}]" if ":" in self._host else self._host
+        host = f"[{self._public_host}]" if ":" in self._public_host else self._public_host
         self._state.base_url = f"http://{host}:{port}"
         self._runner = runner
 

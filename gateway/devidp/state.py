@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -20,9 +22,13 @@ class IdpState:
     pool: UserPool
     keys: SigningKeys
     base_url: str = ""
+    now: Callable[[], float] = time.time
     grants: GrantStore = field(default_factory=GrantStore)
     faults: FaultBook = field(default_factory=FaultBook)
     token_requests: Counter[str] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        self.grants.now = self.now
 
     @property
     def issuer(self) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import time
 import uuid
 from collections.abc import Mapping
 
@@ -94,7 +93,7 @@ def _authorization_code(
     if (
         record is None
         or record.sign_in.client_id != client.client_id
-        or time.time() >= record.expires_at
+        or st.now() >= record.expires_at
     ):
         raise TokenError("invalid_grant")
     if redirect_uri != record.redirect_uri:
@@ -116,12 +115,13 @@ def _authorization_code(
         sign_in=record.sign_in,
         origin_jti=origin_jti,
         include_nonce=True,
+        now=st.now(),
     )
     refresh_token = st.grants.add_refresh(
         RefreshGrant(
             sign_in=record.sign_in,
             origin_jti=origin_jti,
-            expires_at=time.time() + client.refresh_token_validity_seconds,
+            expires_at=st.now() + client.refresh_token_validity_seconds,
             grace_seconds=client.rotation_grace_seconds,
         )
     )
@@ -144,7 +144,7 @@ def _refresh_token(st: IdpState, client: AppClient, form: Mapping[str, str]) -> 
     presented = form.get("refresh_token")
     if not presented:
         raise TokenError("invalid_request")
-    now = time.time()
+    now = st.now()
     grant = st.grants.live_refresh(presented, now)
     if grant is None or grant.sign_in.client_id != client.client_id:
         raise TokenError("invalid_grant")
@@ -160,6 +160,7 @@ def _refresh_token(st: IdpState, client: AppClient, form: Mapping[str, str]) -> 
         origin_jti=grant.origin_jti,
         # A refreshed ID token carries no nonce: the nonce belonged to the authorize request.
         include_nonce=False,
+        now=st.now(),
     )
     body: dict[str, object] = {}
     if issued.id_token is not None:
@@ -198,7 +199,8 @@ def _client_credentials(
             raise TokenError("invalid_scope")
     if not scopes:
         raise TokenError("invalid_scope")
-    access_token = mint_client_token(issuer=st.issuer, keys=st.keys, client=client, scopes=scopes)
+    access_token = mint_client_token(issuer=st.issuer, keys=st.keys, client=client, scopes=scopes,
+                                     now=st.now())
     return {
         "access_token": access_token,
         "expires_in": client.access_token_validity_seconds,

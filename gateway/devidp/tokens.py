@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -31,9 +30,10 @@ def mint_user_tokens(
     sign_in: SignIn,
     origin_jti: str,
     include_nonce: bool,
+    now: float,
 ) -> IssuedTokens:
-    """Access token (always) and ID token (with openid) for a signed-in user."""
-    now = int(time.time())
+    """Access token (always) and ID token (with openid) for a signed-in user, issued at `now`."""
+    now = int(now)
     groups = {"cognito:groups": list(user.groups)} if user.groups else {}
     access_claims: dict[str, Any] = {
         "sub": user.subject,
@@ -77,14 +77,16 @@ def mint_user_tokens(
         id_claims["email"] = user.email
         id_claims["email_verified"] = user.email_verified
     id_claims.update(user.attributes)
+    if user.identities:
+        id_claims["identities"] = [dict(identity) for identity in user.identities]
     return IssuedTokens(access_token=access_token, id_token=keys.id.sign(id_claims))
 
 
 def mint_client_token(
-    *, issuer: str, keys: SigningKeys, client: AppClient, scopes: tuple[str, ...]
+    *, issuer: str, keys: SigningKeys, client: AppClient, scopes: tuple[str, ...], now: float
 ) -> str:
     """A client_credentials access token: sub is the client id and there is no username."""
-    now = int(time.time())
+    now = int(now)
     claims: dict[str, Any] = {
         "sub": client.client_id,
         "token_use": "access",

@@ -81,3 +81,48 @@ def near_misses(redirect_uri: str) -> list[tuple[str, str]]:
         variants.append((urlunsplit(parts._replace(netloc=netloc)),
                          f"with {aliases[host]} instead of {host}"))
     return [(url, how) for url, how in variants if url != redirect_uri]
+
+
+def _effective_port(scheme: str, port: int | None) -> int | None:
+    return port if port is not None else _DEFAULT_PORTS.get(scheme.lower())
+
+
+def difference(expected: str, registered: str) -> str | None:
+    """How a registered URL differs from `expected`, when it is a near miss (same host or same
+    path, give or take case and a trailing slash); None when it is equal or unrelated."""
+    if registered == expected:
+        return None
+    e, r = urlsplit(expected), urlsplit(registered)
+    e_host, r_host = e.hostname or "", r.hostname or ""
+    same_host = e_host == r_host
+    same_path = e.path.rstrip("/").lower() == r.path.rstrip("/").lower()
+    if not (same_host or same_path):
+        return None
+    how = []
+    if e.scheme.lower() != r.scheme.lower():
+        how.append(f"{r.scheme}:// instead of {e.scheme}://")
+    if not same_host:
+        how.append(f"host {r_host} instead of {e_host}")
+    try:
+        e_port, r_port = e.port, r.port
+    except ValueError:
+        return "an invalid port"
+    if e_port is None and r_port is None:
+        pass  # each scheme's default port
+    elif _effective_port(e.scheme, e_port) != _effective_port(r.scheme, r_port):
+        how.append(f"port {_effective_port(r.scheme, r_port)} instead of "
+                   f"{_effective_port(e.scheme, e_port)}")
+    elif e_port != r_port:
+        how.append(f"the default port {r_port} written out" if r_port else
+                   "without the port number")
+    if not same_path:
+        how.append(f"path {r.path or '/'} instead of {e.path}")
+    elif e.path.rstrip("/") == r.path.rstrip("/") and e.path != r.path:
+        how.append("with a trailing slash" if r.path.endswith("/") else
+                   "without the trailing slash")
+    if (e.scheme + e.netloc + e.path).lower() == (r.scheme + r.netloc + r.path).lower() and (
+            e.scheme + e.netloc + e.path) != (r.scheme + r.netloc + r.path):
+        how.append("different letter case (Cognito compares exactly)")
+    if (r.query, r.fragment) != (e.query, e.fragment):
+        how.append("with a query or fragment")
+    return ", ".join(how) or "a different spelling"

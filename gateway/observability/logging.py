@@ -17,6 +17,8 @@ from typing import Any, TextIO
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from gateway.observability.tracing import add_trace_id
+
 SENSITIVE_KEYS = frozenset({
     "access_token", "authorization", "client_secret", "code", "code_verifier", "cookie",
     "id_token", "id_token_hint", "password", "refresh_token", "secret", "set-cookie",
@@ -53,6 +55,7 @@ def redact(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDi
 def _shared_processors() -> list[Processor]:
     return [
         structlog.contextvars.merge_contextvars,
+        add_trace_id,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

@@ -6,6 +6,7 @@ fixed reasons); never user ids, paths or raw error text.
 
 from __future__ import annotations
 
+from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from gateway import __version__
@@ -66,3 +67,6 @@ class Metrics:
                                       ["outcome"], registry=r)
         self.build_info = Gauge(p + "build_info", "Build information.", ["version"], registry=r)
         self.build_info.labels(version=__version__).set(1)
+
+
+METRICS = web.AppKey("metrics", Metrics)

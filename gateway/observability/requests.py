@@ -1,60 +1,80 @@
-"""Per-request context: request id, log binding, metrics, and error translation.
+"""The outermost layer of every request: its id, its target, its log context, its metrics,
+and the translation of gateway errors into responses.
 
-The request id is the client's `X-Request-Id` when it is a sane token (<= 128 characters of
-`[A-Za-z0-9._:-]`), else a new one; it is bound to every log line of the request, passed
-upstream and returned in the response's `X-Request-Id`.
+The request id is bound to every log line of the request. The request target is parsed here,
+once, before any decision (gateway/target.py); a refused target never reaches a handler. A
+GatewayError raised anywhere below becomes its response here (gateway/translate.py); refusals
+count in `requests_refused_total{reason}` and log one line; 5xx answers log one line with the
+error's class and cause. Every answer counts in `http_requests_total{method,code}` and is timed.
 """
 
 from __future__ import annotations
 
-import re
 import time
-import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Container
 
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
-from gateway.errors import GatewayError
-from gateway.keys import CONTEXT, REQUEST_ID, run_before_prepare
+from gateway.errors import GatewayError, RequestRefused
 from gateway.observability.logging import get_logger
-from gateway.observability.metrics import normalise_method
-from gateway.translate import error_response
+from gateway.observability.metrics import Metrics, normalise_method
+from gateway.observability.request_id import REQUEST_ID, request_id_of
+from gateway.observability.tracing import SPAN, TRACE_ID, Tracing
+from gateway.target import TARGET, parse_target
+from gateway.translate import ErrorResponses
 
 log = get_logger("gateway.request")
-_SANE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def request_id_of(request: web.Request) -> str:
-    incoming = request.headers.get("X-Request-Id", "")
-    return incoming if _SANE_ID.fullmatch(incoming) else uuid.uuid4().hex
+
+def request_middleware(metrics: Metrics, errors: ErrorResponses, tracing: Tracing,
+                       trusted: Container[str | None]) -> Middleware:
+    """The middleware, bound to the app's metrics, error responses and tracing. A trace is
+    continued from an incoming `traceparent` only when a trusted proxy sent it."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        request_id = request[REQUEST_ID] = request_id_of(request)
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        status = 500
+        with tracing.server_span(request.method, None, request.headers,
+                                 trusted_parent=request.remote in trusted) as span:
+            request[SPAN] = span
+            if (trace_id := span.trace_id) is not None:
+                request[TRACE_ID] = trace_id
+            try:
+                try:
+                    request[TARGET] = parse_target(request.raw_path)
+                    response = await handler(request)
+                except GatewayError as exc:
+                    response = errors(request, exc, request_id)
+                    _report(metrics, request, exc, response.status)
+                status = response.status
+                if not response.prepared:
+                    response.headers.setdefault("X-Request-Id", request_id)
+                return response
+            except web.HTTPException as exc:
+                status = exc.status
+                raise
+            finally:
+                span.set_status_code(status)
+                metrics.http_requests.labels(method=normalise_method(request.method),
+                                             code=str(status)).inc()
+                metrics.http_request_duration.observe(time.perf_counter() - started)
+
+    return middleware
 
 
-@web.middleware
-async def request_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Bind the request id, translate gateway errors, count and time every answer."""
-    started = time.perf_counter()
-    request_id = request[REQUEST_ID] = request_id_of(request)
-    structlog.contextvars.bind_contextvars(request_id=request_id)
-    metrics = request.app[CONTEXT].metrics
-    status = 500
-    try:
-        try:
-            response = await handler(request)
-        except GatewayError as exc:
-            response = error_response(request, exc)
-            await run_before_prepare(request, response)
-            if response.status >= 500:
-                log.warning("request_failed", error=type(exc).__name__, detail=str(exc))
-        status = response.status
-        if not response.prepared:
-            response.headers.setdefault("X-Request-Id", request_id)
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    finally:
-        metrics.http_requests.labels(method=normalise_method(request.method),
-                                     code=str(status)).inc()
-        metrics.http_request_duration.observe(time.perf_counter() - started)
+def _report(metrics: Metrics, request: web.Request, exc: GatewayError, status: int) -> None:
+    if isinstance(exc, RequestRefused):
+        metrics.requests_refused.labels(reason=exc.reason).inc()
+        log.warning("request_refused", reason=exc.reason, detail=exc.detail,
+                    method=normalise_method(request.method))
+    elif status >= 500:
+        cause = exc.__cause__
+        log.warning("request_failed", error=type(exc).__name__, detail=str(exc),
+                    cause=f"{type(cause).__name__}: {cause}" if cause else None)

@@ -5,12 +5,18 @@ redirect loop. A long value is split over `<name>`, `<name>_1`, `<name>_2`, ... 
 `MAX_COOKIE_BYTES`; reading concatenates them in order, and writing deletes leftover chunks of a
 longer earlier value. Every gateway cookie name starts with the configured cookie name, which
 is how the proxy recognises (and withholds) them.
+
+Cookies are rendered here as `Set-Cookie` header values (`set_headers`), so that the session
+layer can write them from aiohttp's `on_response_prepare`, where `response.set_cookie` is too
+late (aiohttp serialises its cookie jar before that signal).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from http.cookies import Morsel
 
 from aiohttp import web
 
@@ -28,18 +34,8 @@ class CookiePolicy:
     def chunk_names(self) -> tuple[str, ...]:
         return (self.name, *(f"{self.name}_{i}" for i in range(1, MAX_CHUNKS)))
 
-    def read(self, request: web.Request) -> str | None:
-        """The value spread over this cookie's chunks, or None when there is none."""
-        own = self._own_cookies(request.headers.get("Cookie", ""))
-        parts = []
-        for name in self.chunk_names:
-            part = own.get(name)
-            if part is None:
-                break
-            parts.append(part)
-        return "".join(parts) or None
-
-    def _own_cookies(self, header: str) -> dict[str, str]:
+    def own_cookies(self, header: str) -> dict[str, str]:
+        """The gateway's cookies in a Cookie header, by name."""
         # Only our cookies, whose values are base64url: a split is enough, and much cheaper than
         # aiohttp's general parser on a multi-kilobyte header (profiled: ~10% of a request).
         found = {}
@@ -49,34 +45,59 @@ class CookiePolicy:
                 found[name] = value.strip('"')
         return found
 
-    def write(self, request: web.Request, response: web.StreamResponse, value: str, *,
-              max_age: int) -> None:
-        """Set the value in as many chunks as it needs; drop chunks the request had beyond them."""
+    def read(self, request: web.BaseRequest) -> str | None:
+        """The value spread over this cookie's chunks, or None when there is none."""
+        own = self.own_cookies(request.headers.get("Cookie", ""))
+        parts = []
+        for name in self.chunk_names:
+            part = own.get(name)
+            if part is None:
+                break
+            parts.append(part)
+        return "".join(parts) or None
+
+    def chunks(self, value: str, *, present: Mapping[str, str], max_age: int) -> list[str]:
+        """Set-Cookie values storing `value` in as few chunks as it needs, and deleting the
+        chunks in `present` (the request's own cookies) beyond them."""
         size = MAX_COOKIE_BYTES - len(self.name) - 3
-        chunks = [value[i:i + size] for i in range(0, len(value), size)]
-        if len(chunks) > MAX_CHUNKS:
+        parts = [value[i:i + size] for i in range(0, len(value), size)]
+        if len(parts) > MAX_CHUNKS:
             raise ValueError(f"session of {len(value)} bytes exceeds {MAX_CHUNKS} cookies")
         names = self.chunk_names
-        for name, chunk in zip(names, chunks, strict=False):
-            self.set(response, name, chunk, max_age=max_age)
-        for name in names[len(chunks):]:
-            if name in request.cookies:
-                self.delete(response, name)
+        headers = [self.render(name, part, max_age=max_age)
+                   for name, part in zip(names, parts, strict=False)]
+        headers += [self.render_deletion(name) for name in names[len(parts):] if name in present]
+        return headers
 
-    def clear(self, request: web.Request, response: web.StreamResponse) -> None:
-        """Delete every chunk the request carried."""
-        for name in self.chunk_names:
-            if name in request.cookies:
-                self.delete(response, name)
+    def deletions(self, present: Mapping[str, str]) -> list[str]:
+        """Set-Cookie values deleting every chunk in `present`."""
+        return [self.render_deletion(name) for name in self.chunk_names if name in present]
+
+    def render(self, name: str, value: str, *, max_age: int, path: str = "/") -> str:
+        """A Set-Cookie value: HttpOnly, SameSite and Secure as configured. An empty value is
+        written `""`, as aiohttp's del_cookie does (proxies in front may match on it)."""
+        morsel: Morsel[str] = Morsel()
+        morsel.set(name, value, value or '""')
+        morsel["max-age"] = str(max_age)
+        morsel["path"] = path
+        morsel["httponly"] = True
+        morsel["samesite"] = self.samesite.capitalize()
+        if self.secure:
+            morsel["secure"] = True
+        return morsel.OutputString()
+
+    def render_deletion(self, name: str, *, path: str = "/") -> str:
+        """A Set-Cookie value that deletes the cookie (empty, expired)."""
+        return self.render(name, "", max_age=0, path=path) + \
+            "; expires=Thu, 01 Jan 1970 00:00:00 GMT"
 
     def set(self, response: web.StreamResponse, name: str, value: str, *, max_age: int,
             path: str = "/") -> None:
-        response.set_cookie(name, value, max_age=max_age, path=path, secure=self.secure,
-                            httponly=True, samesite=self.samesite.capitalize())
+        """Put a cookie on a response the caller built (and will prepare) itself."""
+        response.headers.add("Set-Cookie", self.render(name, value, max_age=max_age, path=path))
 
     def delete(self, response: web.StreamResponse, name: str, *, path: str = "/") -> None:
-        response.del_cookie(name, path=path, secure=self.secure, httponly=True,
-                            samesite=self.samesite.capitalize())
+        response.headers.add("Set-Cookie", self.render_deletion(name, path=path))
 
     def owns(self, cookie_name: str) -> bool:
         """True for any cookie the gateway sets (session chunks, sign-in state)."""

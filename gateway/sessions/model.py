@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import asdict, dataclass, replace
+from enum import Enum
 from typing import Any
 
 from gateway.identity import Identity
@@ -13,6 +14,15 @@ def new_session_id() -> str:
     return secrets.token_urlsafe(18)
 
 
+class Absent(Enum):
+    """Why a request has no session; the reasons after a sign-in are reauthentication reasons."""
+
+    NO_COOKIE = "no_cookie"
+    UNREADABLE = "key_rotated"      # no session key decrypts the cookie (or it was tampered with)
+    LIFETIME = "lifetime"           # session.lifetime_seconds passed
+    SIGNED_OUT = "signed_out"       # signed out (or ended) since the cookie was written
+
+
 @dataclass(frozen=True)
 class Session:
     """A signed-in session.
@@ -20,6 +30,8 @@ class Session:
     `tokens_expire_at` is the earliest exp of the access and ID tokens: refresh is driven by it,
     never by the session's age. `expires_at` is the absolute end: the configured lifetime from
     sign-in, capped by the refresh token's validity when known; refresh never extends it.
+    `checked_at` is when the IdP last confirmed the session (the sign-in, the last refresh): a
+    store that cannot see sign-outs elsewhere re-checks it after `revalidate_after` seconds.
     """
 
     sid: str
@@ -30,6 +42,7 @@ class Session:
     refresh_token: str | None = None
     access_token: str | None = None
     id_token: str | None = None
+    checked_at: float = 0.0
 
     def expired(self, now: float) -> bool:
         return now >= self.expires_at
@@ -37,8 +50,13 @@ class Session:
     def tokens_valid(self, now: float) -> bool:
         return now < self.tokens_expire_at
 
-    def refresh_due(self, now: float, before_expiry: float) -> bool:
-        return self.refresh_token is not None and now >= self.tokens_expire_at - before_expiry
+    def refresh_due(self, now: float, before_expiry: float, revalidate_after: float = 0) -> bool:
+        """True when the tokens are within `before_expiry` of expiring, or the IdP has not
+        confirmed the session for `revalidate_after` seconds (0: never re-checked early)."""
+        if self.refresh_token is None:
+            return False
+        return now >= self.tokens_expire_at - before_expiry or (
+            revalidate_after > 0 and now >= self.checked_at + revalidate_after)
 
     def with_tokens(self, **changes: Any) -> Session:
         return replace(self, **changes)
@@ -54,4 +72,5 @@ class Session:
                    created_at=float(data["created_at"]), expires_at=float(data["expires_at"]),
                    tokens_expire_at=float(data["tokens_expire_at"]),
                    refresh_token=data.get("refresh_token"), access_token=data.get("access_token"),
-                   id_token=data.get("id_token"))
+                   id_token=data.get("id_token"),
+                   checked_at=float(data.get("checked_at", data["created_at"])))

@@ -3,129 +3,123 @@
 The browser holds only the encrypted session id; Redis holds the session, encrypted with the
 same keys (Redis never sees a token in clear), under a key that expires with the session.
 Ending a session deletes its key, so a replayed cookie finds nothing on any replica.
+
+Refresh across replicas: the replica that takes a session's refresh lock (a random owner
+token, `SET NX PX`) refreshes and saves; the others wait for the saved result instead of
+spending the refresh token again. The lock outlives the longest refresh (every attempt of the
+token call timing out) and is released only by its owner (compare-and-delete in Lua), so a slow
+refresh never frees another replica's lock. A refresh the IdP rejects (`invalid_grant`) ends
+the session in Redis, and a waiting replica that finds the session gone treats it as rejected
+too: the user signs in again instead of getting a 503.
 """
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-import time
+import secrets
 
-import redis.asyncio as redis
 from aiohttp import web
-from redis.exceptions import RedisError
 
-from gateway.errors import SessionStoreUnavailable
+from gateway.clock import SYSTEM_CLOCK, Clock
+from gateway.config import SessionSettings
+from gateway.errors import RefreshRejected, SessionStoreUnavailable, TokenEndpointError
+from gateway.observability.tracing import TRACING_OFF, Tracing
 from gateway.sessions.cipher import Cipher
 from gateway.sessions.cookies import CookiePolicy
-from gateway.sessions.model import Session
+from gateway.sessions.model import Absent, Session
+from gateway.sessions.redis_client import SessionRedis
+from gateway.sessions.redis_keys import SessionKeys
 from gateway.sessions.store import Refresher, SessionStore
 
-KEY_PREFIX = "cognito-gateway:session:"
-LOCK_PREFIX = "cognito-gateway:refresh-lock:"
-LOCK_MILLISECONDS = 15000
 WAIT_STEP = 0.05
 
 
 class RedisSessionStore(SessionStore):
-    def __init__(self, cookies: CookiePolicy, cipher: Cipher, lifetime: int, *,
-                 redis_url: str) -> None:
-        super().__init__(cookies, cipher, lifetime)
-        self._redis = redis.Redis.from_url(redis_url, socket_timeout=2.0,
-                                           socket_connect_timeout=2.0)
+    def __init__(self, cookies: CookiePolicy, cipher: Cipher, settings: SessionSettings, *,
+                 lock_seconds: float, clock: Clock = SYSTEM_CLOCK,
+                 tracing: Tracing = TRACING_OFF) -> None:
+        super().__init__(cookies, cipher, settings.lifetime_seconds, clock=clock)
+        self._redis = SessionRedis.from_settings(settings, tracing=tracing)
+        self._lock_seconds = lock_seconds
 
-    @staticmethod
-    def _key(sid: str) -> str:
-        return KEY_PREFIX + hashlib.sha256(sid.encode()).hexdigest()
-
-    def _sid(self, request: web.Request) -> str | None:
+    async def load(self, request: web.BaseRequest) -> Session | Absent:
         sealed = self.cookies.read(request)
-        data = self.cipher.open(sealed, ttl=self.lifetime) if sealed else None
+        if sealed is None:
+            return Absent.NO_COOKIE
+        data = self.cipher.open(sealed, ttl=self.lifetime)
         sid = data.get("sid") if data else None
-        return sid if isinstance(sid, str) else None
+        if not isinstance(sid, str):
+            return Absent.UNREADABLE
+        found = await self._get(sid)
+        ends = data.get("exp") if data else None
+        if found is Absent.SIGNED_OUT and isinstance(ends, (int, float)) \
+                and self.clock.time() >= ends:
+            return Absent.LIFETIME  # Redis let the key expire with the session
+        return found
 
-    async def load(self, request: web.Request) -> Session | None:
-        sid = self._sid(request)
-        return await self._get(sid) if sid is not None else None
+    def cookie_value(self, session: Session) -> str:
+        return self.cipher.seal({"sid": session.sid, "exp": session.expires_at})
 
-    async def save(self, request: web.Request, response: web.StreamResponse,
-                   session: Session) -> None:
-        await self._put(session)
-        if self._sid(request) != session.sid:
-            self.cookies.write(request, response, self.cipher.seal({"sid": session.sid}),
-                               max_age=self._max_age(session))
+    def cookie_changed(self, carried: Session | None, current: Session) -> bool:
+        return carried is None or carried.sid != current.sid
 
-    async def _get(self, sid: str) -> Session | None:
-        try:
-            sealed = await self._redis.get(self._key(sid))
-        except RedisError as exc:
-            raise SessionStoreUnavailable(f"redis: {exc}") from exc
-        if isinstance(sealed, bytes):
-            sealed = sealed.decode("ascii", "replace")
-        data = self.cipher.open(sealed, ttl=self.lifetime) if sealed else None
+    async def _get(self, sid: str) -> Session | Absent:
+        sealed = await self._redis.get(SessionKeys.for_session(sid).session)
+        data = self.cipher.open(sealed.decode("ascii", "replace"), ttl=self.lifetime) \
+            if sealed else None
         try:
             session = Session.from_dict(data) if data else None
         except (KeyError, TypeError, ValueError):
-            return None
-        if session is None or session.sid != sid or session.expired(time.time()):
-            return None
+            session = None
+        if session is None or session.sid != sid:
+            return Absent.SIGNED_OUT
+        if session.expired(self.clock.time()):
+            return Absent.LIFETIME
         return session
 
-    async def _put(self, session: Session) -> None:
-        try:
-            await self._redis.set(self._key(session.sid), self.cipher.seal(session.to_dict()),
-                                  ex=self._max_age(session))
-        except RedisError as exc:
-            raise SessionStoreUnavailable(f"redis: {exc}") from exc
+    async def persist(self, session: Session) -> None:
+        await self._redis.set(SessionKeys.for_session(session.sid).session,
+                              self.cipher.seal(session.to_dict()),
+                              ttl_seconds=self.max_age(session))
 
-    async def end(self, request: web.Request, response: web.StreamResponse,
-                  session: Session | None) -> None:
-        sid = session.sid if session else self._sid(request)
-        if sid is not None:
-            try:
-                await self._redis.delete(self._key(sid))
-            except RedisError as exc:
-                raise SessionStoreUnavailable(f"redis: {exc}") from exc
-        self.cookies.clear(request, response)
+    async def forget(self, session: Session) -> None:
+        await self._redis.delete(SessionKeys.for_session(session.sid).session)
 
     def coordinate(self, refresher: Refresher) -> Refresher:
-        """Refresh under a Redis lock per session: the replica that takes it refreshes and saves;
-        the others wait for the saved result instead of spending the refresh token again."""
+        """Refresh under the session's Redis lock (see the module docstring)."""
 
         async def refresh(session: Session) -> Session:
-            lock = LOCK_PREFIX + self._key(session.sid)[len(KEY_PREFIX):]
-            try:
-                acquired = await self._redis.set(lock, "1", nx=True, px=LOCK_MILLISECONDS)
-            except RedisError as exc:
-                raise SessionStoreUnavailable(f"redis: {exc}") from exc
-            if not acquired:
+            keys = SessionKeys.for_session(session.sid)
+            owner = secrets.token_urlsafe(16)
+            if not await self._redis.acquire_lock(keys.lock, owner,
+                                                  ttl_seconds=self._lock_seconds):
                 return await self._wait_for_refresh(session)
             try:
                 fresh = await refresher(session)
-                await self._put(fresh)
+            except TokenEndpointError as exc:
+                if exc.error == "invalid_grant":
+                    await self._redis.delete(keys.session)
+                raise
+            else:
+                await self.persist(fresh)
                 return fresh
             finally:
-                await self._redis.delete(lock)
+                await self._redis.release_lock(keys.lock, owner)
 
         return refresh
 
     async def _wait_for_refresh(self, session: Session) -> Session:
-        for _ in range(int(LOCK_MILLISECONDS / 1000 / WAIT_STEP)):
-            await asyncio.sleep(WAIT_STEP)
+        deadline = self.clock.time() + self._lock_seconds
+        while self.clock.time() < deadline:
+            await self.clock.sleep(WAIT_STEP)
             current = await self._get(session.sid)
-            if current is None:
-                raise SessionStoreUnavailable("the session ended during a refresh elsewhere")
+            if isinstance(current, Absent):
+                raise RefreshRejected("the session ended while another replica refreshed it")
             if current.tokens_expire_at > session.tokens_expire_at:
                 return current
         raise SessionStoreUnavailable("another replica's refresh did not finish in time")
 
     async def ping(self) -> bool:
-        try:
-            return bool(await self._redis.ping())
-        except RedisError:
-            return False
+        return await self._redis.ping()
 
     async def close(self) -> None:
         await self._redis.aclose()
-
-

@@ -1,47 +1,59 @@
 """Session stores: where a session lives between requests.
 
-`CookieSessionStore` keeps the whole session in the browser, encrypted and chunked; signed-out
-session ids are remembered in memory until their expiry, so a replayed cookie grants nothing.
+A store loads the session a request's cookie names, persists and forgets sessions, and says
+what the cookie holds (`cookie_value`). It never writes a cookie itself: the session layer
+(sessions/layer.py) writes them, in one place, as the response starts.
+
+`CookieSessionStore` keeps the whole session in the browser, encrypted and chunked; sessions
+signed out on this replica are remembered until they would have ended, so a replayed cookie
+grants nothing here (other replicas find out at their next re-check with the IdP).
 `RedisSessionStore` (sessions/redis_store.py) keeps it in Redis so any replica serves any user.
-Both write cookies onto the response before it starts (a proxied StreamResponse cannot take
-them later).
 """
 
 from __future__ import annotations
 
-import time
 from abc import ABC, abstractmethod
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from gateway.cache import BoundedCache
+from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.sessions.cipher import Cipher
 from gateway.sessions.cookies import CookiePolicy
-from gateway.sessions.model import Session
+from gateway.sessions.model import Absent, Session
 
 Refresher = Callable[[Session], Awaitable[Session]]
+DECODED_CACHE_SIZE = 4096      # decrypted cookies: one per active browser, least recent evicted
+SIGNED_OUT_SIZE = 100_000      # sessions signed out here, remembered until they would end
 
 
 class SessionStore(ABC):
-    def __init__(self, cookies: CookiePolicy, cipher: Cipher, lifetime: int) -> None:
+    def __init__(self, cookies: CookiePolicy, cipher: Cipher, lifetime: int, *,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         self.cookies = cookies
         self.cipher = cipher
         self.lifetime = lifetime
+        self.clock = clock
 
     @abstractmethod
-    async def load(self, request: web.Request) -> Session | None:
-        """The request's live session, or None (no cookie, tampered, expired, signed out)."""
+    async def load(self, request: web.BaseRequest) -> Session | Absent:
+        """The request's live session, or why there is none."""
 
     @abstractmethod
-    async def save(self, request: web.Request, response: web.StreamResponse,
-                   session: Session) -> None:
-        """Persist the session and set its cookie on the (not yet prepared) response."""
+    def cookie_value(self, session: Session) -> str:
+        """What the browser's cookie holds for this session (sealed)."""
+
+    def cookie_changed(self, carried: Session | None, current: Session) -> bool:
+        """True when the browser's cookie must be rewritten for `current`."""
+        return current is not carried
+
+    async def persist(self, session: Session) -> None:  # noqa: B027 - the cookie is the store
+        """Keep a new or refreshed session where the store keeps sessions."""
 
     @abstractmethod
-    async def end(self, request: web.Request, response: web.StreamResponse,
-                  session: Session | None) -> None:
-        """Forget the session for good and delete its cookies."""
+    async def forget(self, session: Session) -> None:
+        """End a session for good: its cookie, replayed, finds nothing."""
 
     def coordinate(self, refresher: Refresher) -> Refresher:
         """Wrap a refresher so that replicas sharing this store refresh a session once."""
@@ -54,55 +66,37 @@ class SessionStore(ABC):
     async def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release connections."""
 
-    def _max_age(self, session: Session) -> int:
-        return max(1, round(session.expires_at - time.time()))
-
-
-class SignedOutSessions:
-    """Session ids signed out in this process, remembered until the session would have ended."""
-
-    def __init__(self) -> None:
-        self._until: dict[str, float] = {}
-
-    def add(self, sid: str, until: float) -> None:
-        now = time.time()
-        self._until = {k: v for k, v in self._until.items() if v > now}
-        self._until[sid] = until
-
-    def __contains__(self, sid: str) -> bool:
-        until = self._until.get(sid)
-        return until is not None and until > time.time()
+    def max_age(self, session: Session) -> int:
+        return max(1, round(session.expires_at - self.clock.time()))
 
 
 class CookieSessionStore(SessionStore):
     """The whole session, encrypted with the session keys, in the browser's cookies.
 
-    Decrypted sessions are remembered by their cookie value (`DECODED_CACHE` entries), so a
-    browser's steady stream of requests pays for decryption once; expiry and sign-out are still
-    checked on every request.
+    Decrypted sessions are remembered by their cookie value, so a browser's steady stream of
+    requests pays for decryption once; expiry and sign-out are still checked on every request.
     """
 
-    DECODED_CACHE = 4096
+    def __init__(self, cookies: CookiePolicy, cipher: Cipher, lifetime: int, *,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
+        super().__init__(cookies, cipher, lifetime, clock=clock)
+        self._signed_out: BoundedCache[str, bool] = BoundedCache(SIGNED_OUT_SIZE, clock=clock)
+        self._decoded: BoundedCache[str, Session] = BoundedCache(DECODED_CACHE_SIZE, clock=clock)
 
-    def __init__(self, cookies: CookiePolicy, cipher: Cipher, lifetime: int) -> None:
-        super().__init__(cookies, cipher, lifetime)
-        self.signed_out = SignedOutSessions()
-        self._decoded: OrderedDict[str, Session] = OrderedDict()
-
-    async def load(self, request: web.Request) -> Session | None:
+    async def load(self, request: web.BaseRequest) -> Session | Absent:
         sealed = self.cookies.read(request)
         if sealed is None:
-            return None
+            return Absent.NO_COOKIE
         session = self._decoded.get(sealed)
         if session is None:
             session = self._decode(sealed)
             if session is None:
-                return None
-            self._decoded[sealed] = session
-            if len(self._decoded) > self.DECODED_CACHE:
-                self._decoded.popitem(last=False)
-        if session.expired(time.time()) or session.sid in self.signed_out:
-            return None
+                return Absent.UNREADABLE
+            self._decoded.put(sealed, session)
+        if session.expired(self.clock.time()):
+            return Absent.LIFETIME
+        if self._signed_out.get(session.sid):
+            return Absent.SIGNED_OUT
         return session
 
     def _decode(self, sealed: str) -> Session | None:
@@ -112,13 +106,11 @@ class CookieSessionStore(SessionStore):
         except (KeyError, TypeError, ValueError):
             return None
 
-    async def save(self, request: web.Request, response: web.StreamResponse,
-                   session: Session) -> None:
-        self.cookies.write(request, response, self.cipher.seal(session.to_dict()),
-                           max_age=self._max_age(session))
+    def cookie_value(self, session: Session) -> str:
+        return self.cipher.seal(session.to_dict())
 
-    async def end(self, request: web.Request, response: web.StreamResponse,
-                  session: Session | None) -> None:
-        if session is not None:
-            self.signed_out.add(session.sid, session.expires_at)
-        self.cookies.clear(request, response)
+    async def forget(self, session: Session) -> None:
+        self._signed_out.put(session.sid, True, expires_at=session.expires_at)
+
+
+SESSION_STORE = web.AppKey("session_store", SessionStore)

@@ -9,6 +9,7 @@ import pytest
 
 from gateway.devidp import DevIdp
 from gateway.devidp.keys import SigningKeys
+from tests.support.clock import ManualClock
 
 from .flows import Flows, make_pool
 
@@ -20,9 +21,15 @@ def shared_keys() -> SigningKeys:
 
 
 @pytest.fixture
-async def idp(shared_keys: SigningKeys) -> AsyncIterator[DevIdp]:
+def clock() -> ManualClock:
+    """The IdP's time: tests move it instead of sleeping past lifetimes."""
+    return ManualClock()
+
+
+@pytest.fixture
+async def idp(shared_keys: SigningKeys, clock: ManualClock) -> AsyncIterator[DevIdp]:
     """A started DevIdp with a fresh pool."""
-    server = DevIdp(make_pool(), keys=shared_keys)
+    server = DevIdp(make_pool(), keys=shared_keys, now=clock.time)
     await server.start()
     yield server
     await server.stop()

@@ -11,6 +11,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import aiohttp
 import jwt
+from jwt.types import Options
 
 from gateway.devidp import AppClient, DevIdp, User, UserPool
 
@@ -239,11 +240,12 @@ class Flows:
         """Verify a token against the served JWKS and issuer; return its claims."""
         kid = jwt.get_unverified_header(token)["kid"]
         key = (await self.jwks())[kid]
+        checks: Options = {"verify_aud": False, **options}  # type: ignore[typeddict-item]
         claims: dict[str, Any] = jwt.decode(
             token,
             key,
             algorithms=["RS256"],
             issuer=self.idp.issuer,
-            options={"verify_aud": False, **options},
+            options=checks,
         )
         return claims

@@ -54,18 +54,21 @@ def test_pool_rejects_unknown_scopes_and_duplicates():
 
 
 def test_demo_pool_has_the_demo_user_and_client():
-    """demo_pool: user demo/demo-password-1 and confidential client demo-client."""
+    """demo_pool: user demo/demo-password-1, client demo-client offering PartnerSAML too."""
     pool = demo_pool("http://gw/cb", "http://gw/out")
     user = pool.user("demo")
     assert (user.password, user.email, user.groups) == (
         "demo-password-1",
         "demo@example.com",
-        ["demo-users"],
+        ["demo-users", "admins"],
     )
     client = pool.client("demo-client")
     assert client.client_secret
     assert client.allowed_flows == ["code"]
     assert (client.callback_urls, client.logout_urls) == (["http://gw/cb"], ["http://gw/out"])
+    assert (client.client_name, client.supported_identity_providers) == (
+        "Demo app", ["COGNITO", "PartnerSAML"])
+    assert pool.provider("PartnerSAML").user("carol@partner.example") is not None
 
 
 def test_example_config_loads():

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import jwt
 import pytest
 
@@ -114,10 +112,10 @@ async def test_reused_code_is_invalid_grant(flows):
     assert headers["x-amz-cognito-request-id"]
 
 
-async def test_expired_code_is_invalid_grant(flows):
+async def test_expired_code_is_invalid_grant(flows, clock):
     """A code older than auth_code_validity_seconds is invalid_grant."""
     code = await flows.code(client_id="short")
-    await asyncio.sleep(1.1)
+    await clock.advance(1.1)
     status, _, body = await flows.exchange(code, client_id="short")
     assert (status, body) == (400, {"error": "invalid_grant"})
 
@@ -325,20 +323,20 @@ async def test_rotation_with_zero_grace_kills_the_old_refresh_token(flows):
     assert (await flows.refresh(body["refresh_token"], client_id="rotating"))[0] == 200
 
 
-async def test_rotation_grace_keeps_the_old_token_briefly(flows):
+async def test_rotation_grace_keeps_the_old_token_briefly(flows, clock):
     """With a grace period the old refresh token works until the grace period ends."""
     first = await flows.tokens(client_id="graceful")
     assert (await flows.refresh(first["refresh_token"], client_id="graceful"))[0] == 200
     assert (await flows.refresh(first["refresh_token"], client_id="graceful"))[0] == 200
-    await asyncio.sleep(1.1)
+    await clock.advance(1.1)
     status, _, body = await flows.refresh(first["refresh_token"], client_id="graceful")
     assert (status, body) == (400, {"error": "invalid_grant"})
 
 
-async def test_expired_refresh_token_is_invalid_grant(flows):
+async def test_expired_refresh_token_is_invalid_grant(flows, clock):
     """A refresh token past refresh_token_validity_seconds is invalid_grant."""
     first = await flows.tokens(client_id="short")
-    await asyncio.sleep(1.1)
+    await clock.advance(1.1)
     status, _, body = await flows.refresh(first["refresh_token"], client_id="short")
     assert (status, body) == (400, {"error": "invalid_grant"})
 

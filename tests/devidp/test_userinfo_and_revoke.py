@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from .flows import SECRETS, basic
@@ -60,7 +58,7 @@ async def test_userinfo_path_is_case_sensitive(flows, idp):
     assert response.status == 404
 
 
-async def _token_of_kind(flows, kind):
+async def _token_of_kind(flows, clock, kind):
     if kind in {"id", "no-openid", "client-credentials"}:
         if kind == "id":
             return (await flows.tokens())["id_token"]
@@ -72,7 +70,7 @@ async def _token_of_kind(flows, kind):
         return body["access_token"]
     if kind == "expired":
         token = (await flows.tokens(client_id="short"))["access_token"]
-        await asyncio.sleep(1.1)
+        await clock.advance(1.1)
         return token
     if kind == "tampered":
         token = (await flows.tokens())["access_token"]
@@ -83,9 +81,9 @@ async def _token_of_kind(flows, kind):
 @pytest.mark.parametrize(
     "kind", ["id", "no-openid", "client-credentials", "expired", "tampered", "garbage"]
 )
-async def test_userinfo_refuses_tokens_that_are_not_live_openid_access_tokens(flows, kind):
+async def test_userinfo_refuses_tokens_that_are_not_live_openid_access_tokens(flows, clock, kind):
     """Anything but a live access token with openid: 401 with invalid_token in WWW-Authenticate."""
-    token = await _token_of_kind(flows, "garbage" if kind == "garbage" else kind)
+    token = await _token_of_kind(flows, clock, "garbage" if kind == "garbage" else kind)
     response = await flows.userinfo(token)
     assert response.status == 401
     assert response.headers["WWW-Authenticate"] == BAD_TOKEN

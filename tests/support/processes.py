@@ -20,10 +20,11 @@ async def wait_for_status(url: str, status: int, process: asyncio.subprocess.Pro
                           log: Path, within: float = 20.0) -> None:
     """Poll `url` until it answers `status`; fail with the output if the process exits first."""
     deadline = time.monotonic() + within
-    async with aiohttp.ClientSession() as client:
+    # Each probe is bounded too: a port that accepts and never answers must not hang the wait.
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as client:
         while time.monotonic() < deadline:
             assert process.returncode is None, tail(log)
-            with contextlib.suppress(aiohttp.ClientError):
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                 async with client.get(url) as response:
                     if response.status == status:
                         return

@@ -54,7 +54,7 @@ async def gzipped(_request: web.Request) -> web.Response:
 
 async def set_cookie(request: web.Request) -> web.Response:
     response = web.json_response({"cookie_header": request.headers.get("Cookie")})
-    response.set_cookie("app_cookie", request.query.get("value", "x"))
+    response.set_cookie(request.query.get("name", "app_cookie"), request.query.get("value", "x"))
     return response
 
 

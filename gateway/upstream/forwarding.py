@@ -3,9 +3,14 @@
 Inbound (client -> upstream): hop-by-hop headers (RFC 9110 7.6.1, plus every header the
 Connection header names, plus Expect) are dropped; so is every header of the identity and
 forwarding families, whatever its case or `_`/`-` spelling, because only the gateway may set
-them; the gateway's own cookies are withheld. X-Forwarded-For/Proto/Host are rebuilt, believing
-the incoming values only from `trusted_proxies`.
-Outbound (upstream -> client): hop-by-hop headers are dropped.
+them, and every URL- or method-override header (X-Original-URL, X-Rewrite-URL,
+X-HTTP-Method-Override, ...), because frameworks route on them and the gateway decided on the
+request line; the gateway's own cookies are withheld. X-Forwarded-For/Proto/Host are rebuilt:
+the incoming values are believed only from `trusted_proxies`; otherwise Proto and Host are
+`server.public_url`'s, never the client's Host header.
+Outbound (upstream -> client): hop-by-hop headers are dropped, and so is any Set-Cookie for a
+cookie named like the gateway's own: the upstream can neither replace a user's session (session
+fixation) nor delete it.
 """
 
 from __future__ import annotations
@@ -23,6 +28,10 @@ _CLIENT_FORBIDDEN_PREFIXES = ("x-auth-request-", "x-amzn-oidc-", "x-forwarded-")
 _CLIENT_FORBIDDEN = frozenset({
     "forwarded", "x-real-ip", "x-forwarded-user", "x-forwarded-email", "x-forwarded-groups",
     "x-forwarded-preferred-username", "x-forwarded-access-token", "x-request-id",
+    # URL and method overrides: the gateway decided on the request line, nothing else.
+    "x-original-url", "x-rewrite-url", "x-original-uri", "x-original-method",
+    "x-original-host", "x-host", "x-envoy-original-path", "x-http-method-override",
+    "x-http-method", "x-method-override",
 })
 
 
@@ -47,8 +56,8 @@ class TrustedProxies:
     def __init__(self, cidrs: Iterable[str]) -> None:
         self._networks = [ipaddress.ip_network(c, strict=False) for c in cidrs]
 
-    def __contains__(self, address: str | None) -> bool:
-        if not address or not self._networks:
+    def __contains__(self, address: object) -> bool:
+        if not isinstance(address, str) or not address or not self._networks:
             return False
         try:
             ip = ipaddress.ip_address(address)
@@ -62,7 +71,10 @@ def upstream_request_headers(
     trusted: TrustedProxies, own_cookie: Callable[[str], bool], request_id: str,
     identity: dict[str, str],
 ) -> CIMultiDict[str]:
-    """The headers to send upstream for a client request."""
+    """The headers to send upstream for a client request.
+
+    `scheme` and `host` are the public URL's, used unless a trusted proxy says otherwise.
+    """
     dropped = HOP_BY_HOP | {"host"} | _connection_tokens(incoming)
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in incoming.items():
@@ -95,9 +107,12 @@ def _without_own_cookies(header: str, own_cookie: Callable[[str], bool]) -> str:
     return "; ".join(kept)
 
 
-def client_response_headers(upstream: CIMultiDictProxy[str]) -> CIMultiDict[str]:
-    """The upstream's response headers minus hop-by-hop ones."""
+def client_response_headers(upstream: CIMultiDictProxy[str],
+                            own_cookie: Callable[[str], bool]) -> CIMultiDict[str]:
+    """The upstream's response headers minus hop-by-hop ones and the gateway's cookies."""
     dropped = HOP_BY_HOP | _connection_tokens(upstream)
-    return CIMultiDict((k, v) for k, v in upstream.items() if k.lower() not in dropped)
+    return CIMultiDict(
+        (k, v) for k, v in upstream.items() if k.lower() not in dropped
+        and not (k.lower() == "set-cookie" and own_cookie(v.partition("=")[0].strip())))
 
 

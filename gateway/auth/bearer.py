@@ -1,0 +1,48 @@
+"""API clients' `Authorization: Bearer <Cognito access token>`, verified and remembered.
+
+A token is verified once (signature by kid, issuer, expiry, `token_use`, `client_id` in
+`auth.bearer_client_ids`; see cognito/verify.py), then its principal is remembered by the
+token's hash until the token expires, so an API client's steady stream of requests costs one
+verification.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from gateway.auth.headers import IdentityHeaders
+from gateway.auth.principal import Principal
+from gateway.cache import BoundedCache
+from gateway.clock import SYSTEM_CLOCK, Clock
+from gateway.errors import InvalidBearerToken, TokenValidationError
+from gateway.identity import Identity
+
+Verify = Callable[[str], Awaitable[dict[str, Any]]]
+CACHE_SIZE = 4096  # verified tokens remembered, least recently used evicted
+
+
+class BearerTokens:
+    def __init__(self, verify: Verify, headers: IdentityHeaders, *,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
+        self._verify = verify
+        self._headers = headers
+        self._verified: BoundedCache[str, Principal] = BoundedCache(CACHE_SIZE, clock=clock)
+
+    async def principal(self, token: str) -> Principal:
+        """The token's principal; InvalidBearerToken when it does not verify."""
+        key = hashlib.sha256(token.encode()).hexdigest()
+        known = self._verified.get(key)
+        if known is not None:
+            return known
+        try:
+            claims = await self._verify(token)
+        except TokenValidationError as exc:
+            raise InvalidBearerToken(exc.reason) from exc
+        identity = Identity.from_claims(claims)
+        expires_at = float(claims["exp"])
+        principal = Principal("bearer", identity, expires_at, self._headers.build(
+            identity, access_token=token, exp=expires_at))
+        self._verified.put(key, principal, expires_at=expires_at)
+        return principal

@@ -1,0 +1,64 @@
+"""Where a request goes: a gateway endpoint, or the guard and then the app.
+
+The router picks by the normalised path (gateway/routing.py); a target with a second reading
+(`;params`) must route and be governed the same way in both, or it is refused. For the app, the
+guard decides (auth/guard.py), and the decision is carried out here: a principal is put on the
+request and the request is proxied; a browser navigation without one is sent to sign in; a
+denial raises Forbidden, the absence of a principal Unauthenticated.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.auth.classify import is_navigation
+from gateway.auth.guard import Guard
+from gateway.auth.principal import PRINCIPAL
+from gateway.auth.signin import SignIn
+from gateway.errors import BadTarget, Forbidden, RequestRefused, Unauthenticated
+from gateway.observability.tracing import SPAN
+from gateway.routing import Endpoint, Router
+from gateway.target import TARGET, RequestTarget
+from gateway.upstream.proxy import UpstreamProxy
+
+
+class Dispatcher:
+    def __init__(self, router: Router, guard: Guard, sign_in: SignIn,
+                 proxy: UpstreamProxy) -> None:
+        self._router = router
+        self._guard = guard
+        self._sign_in = sign_in
+        self._proxy = proxy
+
+    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        """The handler of every request (aiohttp's one route)."""
+        target = request[TARGET]
+        endpoint = self._router.endpoint(target)
+        for reading in target.readings[1:]:
+            if not self._same_route(request.method, target, reading, endpoint):
+                raise BadTarget("ambiguous_parameters", "path parameters change the route")
+        span = request[SPAN]
+        if endpoint is not None:
+            span.set_route(endpoint.route)
+            return await endpoint.handler(request.method)(request)
+        span.set_route("proxy")
+        decision = await self._guard.decide(request, target,
+                                            may_redirect=is_navigation(request))
+        if decision.outcome == "redirected":
+            return self._sign_in.redirect(target.forwarded)
+        if decision.outcome == "forbidden":
+            raise Forbidden("not a member of an allowed group")
+        if not decision.passes:
+            raise Unauthenticated("sign-in required")
+        if decision.principal is not None:
+            request[PRINCIPAL] = decision.principal
+        return await self._proxy.handle(request)
+
+    def _same_route(self, method: str, target: RequestTarget, reading: RequestTarget,
+                    endpoint: Endpoint | None) -> bool:
+        try:
+            other = self._router.endpoint(reading)
+        except RequestRefused:
+            return False
+        return other is endpoint and (
+            self._guard.route(method, reading) == self._guard.route(method, target))

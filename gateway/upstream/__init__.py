@@ -1,0 +1,1 @@
+"""Forwarding to the app behind the gateway."""

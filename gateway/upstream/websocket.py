@@ -1,0 +1,156 @@
+"""WebSocket forwarding: connect upstream first, then accept the client, then pump both ways.
+
+Frames pass as they are (autoping off, so pings and their payloads reach the other side); a
+close from either side is forwarded with its code; a message over
+`upstream.websocket_max_message_bytes` closes the socket with 1009. A socket lives no longer
+than what authorised it: when the principal's tokens expire it closes with 1008 (policy
+violation), unless the principal's renewal (a session refresh) extends them; a bearer token is
+never renewed. At most `upstream.max_websockets` sockets are open per worker (more: 503).
+The open sockets are tracked, by session too, so that shutdown closes them with 1001 (going
+away) and a sign-out closes that session's with 1008.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+
+import aiohttp
+from aiohttp import WSCloseCode, WSMsgType, web
+from yarl import URL
+
+from gateway.auth.principal import PRINCIPAL, Principal
+from gateway.clock import SYSTEM_CLOCK, Clock
+from gateway.errors import TooManyWebSockets
+from gateway.upstream.failures import UpstreamFailures
+
+Socket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
+
+
+def is_websocket_upgrade(request: web.Request) -> bool:
+    return (request.method == "GET"
+            and request.headers.get("Upgrade", "").lower() == "websocket"
+            and "upgrade" in request.headers.get("Connection", "").lower())
+
+
+class OpenSockets:
+    """An app's open client sockets, closed on request from any task with a full handshake.
+
+    Closing runs as its own task (`close`); the socket's handler awaits it (`release`) before
+    it returns, so the close frame is sent before aiohttp drops the connection, whoever asked:
+    the expiry watchdog, a sign-out, or shutdown.
+    """
+
+    def __init__(self) -> None:
+        self._sessions: dict[web.WebSocketResponse, str | None] = {}
+        self._closing: dict[web.WebSocketResponse, asyncio.Task[bool]] = {}
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def add(self, ws: web.WebSocketResponse, session_id: str | None) -> None:
+        self._sessions[ws] = session_id
+
+    def close(self, ws: web.WebSocketResponse, code: WSCloseCode, message: bytes) -> None:
+        """Start closing `ws` (once) with this code."""
+        if ws not in self._closing and not ws.closed:
+            self._closing[ws] = asyncio.create_task(ws.close(code=code, message=message))
+
+    def close_session(self, session_id: str) -> None:
+        """Close a signed-out session's sockets with 1008."""
+        for ws, sid in list(self._sessions.items()):
+            if sid == session_id:
+                self.close(ws, WSCloseCode.POLICY_VIOLATION, b"signed out")
+
+    async def close_all(self) -> None:
+        """Close every socket with 1001 and wait for the handshakes (shutdown)."""
+        for ws in list(self._sessions):
+            self.close(ws, WSCloseCode.GOING_AWAY, b"server shutdown")
+        await asyncio.gather(*self._closing.values(), return_exceptions=True)
+
+    async def release(self, ws: web.WebSocketResponse) -> None:
+        """Forget a socket whose handler ends, after any close in progress has finished."""
+        closing = self._closing.pop(ws, None)
+        if closing is not None:
+            with contextlib.suppress(Exception):
+                await closing
+        self._sessions.pop(ws, None)
+
+
+OPEN_SOCKETS = web.AppKey("open_sockets", OpenSockets)
+
+
+class WebSocketRelay:
+    def __init__(self, sockets: OpenSockets, failures: UpstreamFailures, *,
+                 max_sockets: int, max_message_bytes: int,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
+        self._sockets = sockets
+        self._failures = failures
+        self._max_sockets = max_sockets
+        self._max_message = max_message_bytes
+        self._clock = clock
+
+    async def relay(self, request: web.Request, client: aiohttp.ClientSession, url: URL,
+                    headers: Mapping[str, str]) -> web.StreamResponse:
+        """Connect to `url`, accept the client's upgrade, and relay until either side closes."""
+        if len(self._sockets) >= self._max_sockets:
+            raise TooManyWebSockets("capacity", "too many open WebSockets; try again later")
+        protocols = [p.strip() for p in
+                     request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+        forwarded = {k: v for k, v in headers.items()
+                     if not k.lower().startswith("sec-websocket-")}
+        with self._failures.connecting("the upstream WebSocket"):
+            upstream = await client.ws_connect(
+                url, headers=forwarded, protocols=protocols, autoping=False, autoclose=False,
+                max_msg_size=self._max_message)
+        downstream = web.WebSocketResponse(
+            autoping=False, autoclose=False, max_msg_size=self._max_message,
+            protocols=[upstream.protocol] if upstream.protocol else ())
+        await downstream.prepare(request)
+        principal = request.get(PRINCIPAL)
+        self._sockets.add(downstream, principal.session_id if principal else None)
+        # aiohttp wants the server socket read in the handler's task: upstream -> client aside.
+        pump_down = asyncio.create_task(self._pump(upstream, downstream))
+        watchdog = asyncio.create_task(self._expire(downstream, principal))
+        try:
+            await self._pump(downstream, upstream)
+        finally:
+            watchdog.cancel()
+            await upstream.close()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pump_down
+            if not downstream.closed:
+                await downstream.close(code=upstream.close_code or WSCloseCode.GOING_AWAY)
+            await self._sockets.release(downstream)
+        return downstream
+
+    async def _pump(self, source: Socket, sink: Socket) -> None:
+        with self._failures.streaming():
+            async for msg in source:
+                if sink.closed:
+                    break
+                if msg.type == WSMsgType.TEXT:
+                    await sink.send_str(msg.data)
+                elif msg.type == WSMsgType.BINARY:
+                    await sink.send_bytes(msg.data)
+                elif msg.type == WSMsgType.PING:
+                    await sink.ping(msg.data)
+                elif msg.type == WSMsgType.PONG:
+                    await sink.pong(msg.data)
+            if not sink.closed:
+                await sink.close(code=source.close_code or WSCloseCode.OK)
+
+    async def _expire(self, downstream: web.WebSocketResponse,
+                      principal: Principal | None) -> None:
+        if principal is None:
+            return
+        expires_at = principal.expires_at
+        while True:
+            await self._clock.sleep(max(0.0, expires_at - self._clock.time()))
+            renewed = await principal.renew()
+            if renewed is None or renewed <= self._clock.time():
+                self._sockets.close(downstream, WSCloseCode.POLICY_VIOLATION,
+                                    b"session expired")
+                return
+            expires_at = renewed
