@@ -1,12 +1,13 @@
 """The soak (tests/soak), run as `python -m tests.soak` exactly as `make soak` runs it.
 
-A calm, tiny run (no faults) proves the harness itself: every report field is there and every
-request succeeds. The short run is the CI form of the soak: 40 users for 20 s with 6 s tokens,
-refresh-token rotation with a grace period of 0, and the faults compressed (token endpoint 503
-and slow, a random-kid bearer burst then a signing-key rotation, the upstream killed and
-restarted). Its guarantees are asserted one by one, and a failure names the numbers. The pure
-pieces that decide what counts as a failure (categories, outcome causes, the fault schedule,
-metric deltas) have table-driven tests of their own.
+A calm, tiny run (no faults, the gateway under tracemalloc) proves the harness itself: every
+report field is there, heap growth included, and every request succeeds. The short run is the CI
+form of the soak: 40 users for 20 s with 6 s tokens, refresh-token rotation with a grace period
+of 0, and the faults compressed (token endpoint 503 and slow, a random-kid bearer burst then a
+signing-key rotation, the upstream killed and restarted). Its guarantees are asserted one by
+one, and a failure names the numbers. Both runs take about 40 s together. The pure pieces that
+decide what counts as a failure (categories, outcome causes, the fault schedule, metric deltas,
+which requests judge refresh latency) have table-driven tests of their own.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from tests.soak.faults import FaultWindow
-from tests.soak.measure import counter_delta, parse_metrics, percentile
+from tests.soak.measure import REPO as SOAK_REPO
+from tests.soak.measure import counter_delta, parse_metrics, percentile, source_name
 from tests.soak.plan import SoakPlan
-from tests.soak.report import category
+from tests.soak.report import category, during_token_faults
 from tests.soak.schedule import FaultKind, fault_schedule
 from tests.soak.upstream import assertion_exp
 from tests.soak.users import RequestRecord, classify
@@ -32,7 +34,7 @@ from tests.support.browser import Page
 
 REPO = Path(__file__).resolve().parent.parent
 CALM_ARGS = ("--users", "5", "--duration", "5", "--rate", "20", "--token-seconds", "4",
-             "--no-faults")
+             "--no-faults", "--tracemalloc")
 RUN_BOUND_SECONDS = 120
 
 
@@ -74,7 +76,9 @@ REPORT_FIELDS = [
     "refreshes.gateway.session_refreshes_total", "refreshes.gateway.token_requests_total",
     "refreshes.idp_token_requests", "refreshes.invalid_grant",
     "latency_ms.overall.p50", "latency_ms.overall.p99", "latency_ms.outside_faults.p99",
+    "latency_ms.during_token_endpoint_faults.count", "latency_ms.slowest",
     "rss_bytes.start", "rss_bytes.after_warmup", "rss_bytes.peak", "rss_bytes.end",
+    "heap_growth.total_kib", "heap_growth.top", "soak.plan.session_store",
     "guarantees.sign_ins_with_valid_refresh_token", "guarantees.errors_while_tokens_valid",
     "guarantees.rss_end_vs_warmup_percent", "guarantees.violations", "guarantees.passed",
 ]
@@ -139,6 +143,25 @@ class TestShortRun:
         assert growth is not None
         assert abs(growth) <= 20, short_report["rss_bytes"]
 
+    def test_a_refresh_is_not_felt_while_tokens_are_valid(
+            self, short_report: dict[str, Any]) -> None:
+        """Users with valid tokens see the same p99 while the token endpoint fails or is slow
+        as outside faults (within 2x, or 50 ms of scheduling noise): refreshes run aside."""
+        latency = short_report["latency_ms"]
+        during, outside = (latency["during_token_endpoint_faults"]["p99"],
+                           latency["outside_faults"]["p99"])
+        assert latency["during_token_endpoint_faults"]["count"] > 0
+        assert during <= max(2 * outside, outside + 50), latency
+        assert not any("felt the token endpoint" in v
+                       for v in short_report["guarantees"]["violations"])
+
+    def test_no_session_was_refreshed_with_a_spent_token(
+            self, short_report: dict[str, Any]) -> None:
+        """Through the rotation after the forged-kid burst, no refresh got invalid_grant."""
+        assert short_report["refreshes"]["invalid_grant"] == 0
+        jwks = short_report["refreshes"]["gateway"]["jwks_fetches_total"]
+        assert jwks == {"ok": 2}, "one fetch for the burst, one for the rotated key"
+
 
 AUTHORIZE = "http://127.0.0.1:9/oauth2/authorize"
 KILLS = [FaultWindow(FaultKind.UPSTREAM_KILL, 10.0, 10.5),
@@ -178,6 +201,65 @@ class TestCategory:
     def test_category(self, rec: RequestRecord, expected: str) -> None:
         """Each answer lands in the category the guarantees are counted from."""
         assert category(rec, KILLS) == expected
+
+
+TOKEN_WINDOWS = [FaultWindow(FaultKind.TOKEN_503, 4.0, 5.0),
+                 FaultWindow(FaultKind.TOKEN_SLOW, 8.0, 9.0),
+                 FaultWindow(FaultKind.KID_BURST, 9.5, 9.6)]
+
+
+class TestRefreshLatencyWindow:
+    @pytest.mark.parametrize(("rec", "judged"), [
+        pytest.param(record(200, "ok", sent=4.5), True, id="during-a-503-window"),
+        pytest.param(record(200, "ok", sent=5.5), True, id="in-the-settle-second"),
+        pytest.param(record(200, "ok", sent=3.0, took=1.5), True, id="still-waiting-at-start"),
+        pytest.param(record(200, "ok", sent=2.0), False, id="before"),
+        pytest.param(record(200, "ok", sent=6.5), False, id="after-settling"),
+        pytest.param(record(200, "ok", sent=4.5, tokens_valid=False), False,
+                     id="expired-tokens-wait-by-design"),
+        pytest.param(record(200, "ok", sent=9.55), False, id="overlaps-another-fault"),
+    ])
+    def test_which_requests_judge_refresh_latency(self, rec: RequestRecord,
+                                                  judged: bool) -> None:
+        """Only requests with valid tokens during token-endpoint faults (and no other fault)
+        judge whether a refresh was felt."""
+        assert during_token_faults(rec, TOKEN_WINDOWS) is judged
+
+
+class TestPlan:
+    @pytest.mark.parametrize(("plan", "store"), [
+        pytest.param(SoakPlan(), "cookie", id="one-worker"),
+        pytest.param(SoakPlan(workers=2), "redis", id="workers-share-redis"),
+        pytest.param(SoakPlan(workers=2, store="cookie"), "cookie", id="asked-for"),
+    ])
+    def test_session_store(self, plan: SoakPlan, store: str) -> None:
+        """Several workers are replicas: without a choice they share the Redis store."""
+        assert plan.session_store == store
+
+    @pytest.mark.parametrize(("plan", "problem"), [
+        pytest.param(SoakPlan(store="memcached"), "--store", id="unknown-store"),
+        pytest.param(SoakPlan(workers=2, tracemalloc=True), "--tracemalloc",
+                     id="tracing-one-process-only"),
+    ])
+    def test_problems_name_the_option(self, plan: SoakPlan, problem: str) -> None:
+        """A plan that cannot run says which option is wrong."""
+        assert [p.split(":")[0] for p in plan.problems()] == [problem]
+
+
+class TestHeapSites:
+    @pytest.mark.parametrize(("filename", "shown"), [
+        pytest.param(str(SOAK_REPO / "gateway" / "cache.py"), "gateway/cache.py",
+                     id="the-checkout"),
+        pytest.param("/opt/venv/lib/python3.11/site-packages/aiohttp/web_protocol.py",
+                     "aiohttp/web_protocol.py", id="site-packages"),
+        pytest.param(str(SOAK_REPO / ".venv" / "lib" / "python3.11" / "site-packages" / "yarl"
+                         / "_url.py"), "yarl/_url.py", id="venv-in-the-checkout"),
+        pytest.param("/usr/lib/python3.11/json/decoder.py", "json/decoder.py", id="stdlib"),
+        pytest.param("<frozen abc>", "<frozen abc>", id="no-path"),
+    ])
+    def test_sites_name_no_path_of_this_machine(self, filename: str, shown: str) -> None:
+        """Heap growth sites are named relative to the checkout or the library directory."""
+        assert source_name(filename) == shown
 
 
 def page(status: int, text: str = "", **headers: str) -> Page:

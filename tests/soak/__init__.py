@@ -9,7 +9,9 @@ refresh token is valid, no error while the tokens are valid, RSS stable after wa
 See docs/reliability.md ("Soak run") and `python -m tests.soak --help`.
 
 Modules: `plan` (the knobs), `schedule` (when each fault happens), `stack` and `processes`
-(the stand-in, upstream and gateway as subprocesses), `upstream` (the app behind the gateway),
-`users` (sign-in and open-loop load), `faults` (injecting the schedule), `measure` (metrics,
-stats, RSS, percentiles), `report` (categories, guarantees, JSON) and `run` (one run).
+(the stand-in, upstream, gateway and, with the Redis store, redis-server as subprocesses),
+`upstream` (the app behind the gateway), `users` (sign-in and open-loop load), `faults`
+(injecting the schedule), `measure` (metrics, stats, RSS, heap snapshots, percentiles),
+`traced` (the gateway under tracemalloc, for `--tracemalloc`), `report` (categories,
+guarantees, JSON) and `run` (one run).
 """

@@ -38,9 +38,15 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"access/ID token lifetime (default {full.token_seconds})")
     parser.add_argument("--workers", type=int,
                         help="gateway worker processes; > 1 also kills one (default 1)")
+    parser.add_argument("--store", choices=["cookie", "redis"],
+                        help="session.store (default: redis with --workers > 1, else cookie); "
+                             "redis runs a redis-server on 127.0.0.1 for the run")
     parser.add_argument("--seed", type=int, help="seed of the request mix and the forged kids")
     parser.add_argument("--no-faults", action="store_true",
                         help="traffic only: checks the harness itself")
+    parser.add_argument("--tracemalloc", action="store_true",
+                        help="run the gateway under tracemalloc and report which source lines "
+                             "grew its heap after the warm-up (slower: latency not comparable)")
     parser.add_argument("--out", type=Path,
                         help="JSON report path (default tests/soak/run/soak-<time>.json); the "
                              "process logs go next to it in <name>.logs/")
@@ -52,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     plan = (SoakPlan.short() if args.short else SoakPlan()).with_options(
         users=args.users, duration=args.duration, rate=args.rate,
         token_seconds=args.token_seconds, workers=args.workers, seed=args.seed,
-        faults=False if args.no_faults else None)
+        store=args.store,
+        faults=False if args.no_faults else None, tracemalloc=args.tracemalloc or None)
     problems = plan.problems()
     if problems:
         print("soak: " + "; ".join(problems), file=sys.stderr)

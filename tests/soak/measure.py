@@ -5,14 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import signal
 import time
+import tracemalloc
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.soak.processes import Child
+from tests.soak.processes import Child, SoakError
+from tests.soak.traced import snapshot_path
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 """Prometheus samples by (sample name, sorted label pairs)."""
@@ -121,3 +125,69 @@ def latency_summary(seconds: Sequence[float]) -> dict[str, Any]:
 
     return {"count": len(seconds), "p50": ms(percentile(seconds, 50)),
             "p99": ms(percentile(seconds, 99)), "max": ms(max(seconds, default=None))}
+
+
+class HeapSnapshots:
+    """Heap snapshots of a gateway run under tests/soak/traced.py, taken on demand by name."""
+
+    WRITTEN_WITHIN = 60.0  # a snapshot of a traced heap takes seconds on a busy machine
+
+    def __init__(self, child: Child, directory: Path) -> None:
+        self._child = child
+        self._directory = directory
+        self.paths: dict[str, Path] = {}
+
+    async def take_at(self, when: float, name: str) -> None:
+        """`take` at monotonic time `when`."""
+        await asyncio.sleep(max(0.0, when - time.monotonic()))
+        await self.take(name)
+
+    async def take(self, name: str) -> None:
+        """Ask the gateway for a snapshot (SIGUSR2) and wait until it is written; SoakError
+        after WRITTEN_WITHIN seconds."""
+        path = snapshot_path(self._directory, len(self.paths) + 1)
+        self._child.signal(signal.SIGUSR2)
+        deadline = time.monotonic() + self.WRITTEN_WITHIN
+        while not path.exists():
+            if time.monotonic() > deadline:
+                raise SoakError(f"the gateway wrote no heap snapshot within "
+                                f"{self.WRITTEN_WITHIN:g} s (is it running under tracemalloc?)")
+            await asyncio.sleep(0.05)
+        self.paths[name] = path
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def source_name(filename: str) -> str:
+    """A source file named without this machine's paths: relative to the checkout, else from
+    the Python library directory on (`aiohttp/web_protocol.py`, `asyncio/events.py`)."""
+    path = Path(filename)
+    parts = path.parts
+    for anchor in ("site-packages", "dist-packages"):
+        if anchor in parts:
+            return "/".join(parts[parts.index(anchor) + 1:])
+    if path.is_relative_to(REPO):
+        return str(path.relative_to(REPO))
+    lib = next((i for i, part in enumerate(parts) if part.startswith("python3")), None)
+    return "/".join(parts[lib + 1:]) if lib is not None else path.name
+
+
+HEAP_NOISE = (tracemalloc.__file__, "<frozen importlib._bootstrap>",
+              "<frozen importlib._bootstrap_external>", "<unknown>")
+
+
+def heap_growth(before: Path, after: Path, *, top: int = 15) -> dict[str, Any]:
+    """What the Python heap gained between two snapshots: the total, and the `top` source
+    lines (innermost frame) that grew most, in KiB and allocated blocks."""
+    noise = [tracemalloc.Filter(False, pattern) for pattern in HEAP_NOISE]
+    old = tracemalloc.Snapshot.load(str(before)).filter_traces(noise)
+    new = tracemalloc.Snapshot.load(str(after)).filter_traces(noise)
+    stats = new.compare_to(old, "lineno")
+    total = sum(stat.size_diff for stat in stats)
+    return {
+        "total_kib": round(total / 1024, 1),
+        "top": [{"where": f"{source_name(stat.traceback[0].filename)}:{stat.traceback[0].lineno}",
+                 "kib": round(stat.size_diff / 1024, 1), "blocks": stat.count_diff}
+                for stat in stats[:top] if stat.size_diff > 0],
+    }

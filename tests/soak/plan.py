@@ -34,6 +34,17 @@ class SoakPlan:
     kid_burst: int = 500
     sign_in_concurrency: int = 20
     request_timeout: float = 15.0
+    tracemalloc: bool = False
+    store: str = "auto"
+
+    @property
+    def session_store(self) -> str:
+        """`session.store`: as asked, else Redis with several workers (each worker is a
+        replica: with rotation and no grace period, README's advice is the Redis store) and the
+        cookie store with one."""
+        if self.store != "auto":
+            return self.store
+        return "redis" if self.workers > 1 else "cookie"
 
     @classmethod
     def short(cls) -> SoakPlan:
@@ -75,6 +86,10 @@ class SoakPlan:
             found.append("--token-seconds: must be at least 2")
         if self.workers < 1:
             found.append("--workers: must be at least 1")
+        if self.store not in {"auto", "cookie", "redis"}:
+            found.append("--store: must be cookie or redis")
+        if self.tracemalloc and self.workers > 1:
+            found.append("--tracemalloc: needs --workers 1 (it traces the one gateway process)")
         return found
 
     def to_dict(self) -> dict[str, Any]:
@@ -88,4 +103,5 @@ class SoakPlan:
             "sign_in_spread_seconds": self.sign_in_spread,
             "refresh_token_rotation": True, "rotation_grace_seconds": 0,
             "kid_burst_requests": self.kid_burst if self.faults else 0,
+            "tracemalloc": self.tracemalloc, "session_store": self.session_store,
         }

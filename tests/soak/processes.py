@@ -153,6 +153,11 @@ class Child:
             return 0
         return sum(rss_bytes(pid) for pid in tree_pids(self.pid))
 
+    def signal(self, sig: signal.Signals) -> None:
+        """Send `sig` to the process itself (not its group)."""
+        if self.running:
+            os.kill(self.pid, sig)
+
     def descendants(self) -> list[int]:
         """Live processes forked by this one (its workers), not the process itself."""
         return tree_pids(self.pid)[1:] if self.running else []

@@ -5,7 +5,7 @@
    zero the stand-in's stats; scrape /metrics.
 3. Traffic for `duration` seconds with the fault schedule running alongside; RSS "after
    warm-up" when the warm-up ends, sampled for the peak throughout, "end" once every request
-   has been answered.
+   has been answered. With `--tracemalloc`, a heap snapshot at both marks too.
 4. Scrape /metrics and the stand-in's stats again (the report shows the growth during
    traffic), stop every process, build the report.
 """
@@ -23,9 +23,11 @@ import aiohttp
 
 from tests.soak.faults import FaultInjector
 from tests.soak.measure import (
+    HeapSnapshots,
     RssSampler,
     Samples,
     counter_delta,
+    heap_growth,
     idp_token_requests,
     reset_idp_stats,
     scrape_metrics,
@@ -67,6 +69,7 @@ async def run_soak(plan: SoakPlan, run_dir: Path) -> dict[str, Any]:
             http = await exits.enter_async_context(
                 aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=plan.request_timeout)))
             rss = RssSampler(stack.gateway)
+            heap = HeapSnapshots(stack.gateway, stack.heap_dir) if stack.heap_dir else None
             rss.mark("start")
             users = await open_users(stack, exits, request_timeout=plan.request_timeout)
             await sign_in_all(stack, users, concurrency=plan.sign_in_concurrency,
@@ -80,12 +83,19 @@ async def run_soak(plan: SoakPlan, run_dir: Path) -> dict[str, Any]:
             sampling = asyncio.create_task(rss.run(start))
             warm = asyncio.create_task(rss.mark_at(start + plan.warmup_seconds,
                                                    "after_warmup"))
+            heap_warm = asyncio.create_task(heap.take_at(start + plan.warmup_seconds,
+                                                         "after_warmup")) if heap else None
             try:
                 await asyncio.gather(load.run(start), injector.run(fault_schedule(plan), start))
             finally:
                 sampling.cancel()
                 warm.cancel()
             rss.mark("end")
+            growth = None
+            if heap and heap_warm:
+                await heap_warm
+                await heap.take("end")
+                growth = heap_growth(heap.paths["after_warmup"], heap.paths["end"])
             after = await scrape_metrics(http, stack.metrics_url)
             idp_counts = await idp_token_requests(http, stack.idp_url)
             exit_status = stack.gateway.exit_status
@@ -97,4 +107,4 @@ async def run_soak(plan: SoakPlan, run_dir: Path) -> dict[str, Any]:
         windows=injector.windows, max_send_lag=load.max_send_lag,
         gateway_metrics=gateway_growth(before, after), idp_token_requests=idp_counts,
         rss=rss.marks, rss_peak=rss.peak, rss_timeline=rss.timeline,
-        gateway_exit_status=exit_status))
+        gateway_exit_status=exit_status, heap_growth=growth))

@@ -1,10 +1,11 @@
 """The system under soak: the local Cognito stand-in, the upstream and the gateway, as processes.
 
-All three listen on free ports of 127.0.0.1. The stand-in serves a generated pool (one app
-client with refresh-token rotation and a grace period of 0, `users` users with random
-passwords); the pool file is deleted as soon as the stand-in has read it. The gateway is
-configured by GATEWAY_* variables only, with the ALB header set on so the upstream can report
-each user's token expiry (see tests/soak/upstream.py).
+All three listen on free ports of 127.0.0.1, and so does a redis-server when the plan's session
+store is Redis. The stand-in serves a generated pool (one app client with refresh-token
+rotation and a grace period of 0, `users` users with random passwords); the pool file is
+deleted as soon as the stand-in has read it. The gateway is configured by GATEWAY_* variables
+only, with the ALB header set on so the upstream can report each user's token expiry (see
+tests/soak/upstream.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from cryptography.fernet import Fernet
 
 from tests.soak.plan import SoakPlan
 from tests.soak.processes import Child, SoakError, free_port
+from tests.support.redis_servers import RedisServer
 
 REPO = Path(__file__).resolve().parents[2]
 POOL_ID = "local-1_SoakPool1"
@@ -47,6 +49,8 @@ class Stack:
     gateway_url: str
     metrics_url: str
     users: list[Credentials]
+    heap_dir: Path | None = None  # where the traced gateway writes heap snapshots
+    redis: RedisServer | None = None  # the session store, with `session.store = "redis"`
 
     @property
     def issuer(self) -> str:
@@ -67,6 +71,8 @@ class Stack:
         """Stop every process (gateway first, so it does not log the others vanishing)."""
         await self.gateway.stop()
         await asyncio.gather(self.upstream.stop(), self.idp.stop())
+        if self.redis is not None:
+            self.redis.close()
 
 
 def _toml(value: object) -> str:
@@ -110,9 +116,12 @@ def _child_env(extra: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")} | extra
 
 
-def gateway_argv(workers: int) -> list[str]:
-    """`cognito-gateway run`, with `--workers N` only when more than one worker is asked for."""
+def gateway_argv(workers: int, heap_dir: Path | None = None) -> list[str]:
+    """`cognito-gateway run`, with `--workers N` only when more than one worker is asked for;
+    with `heap_dir`, under tracemalloc (tests/soak/traced.py) writing snapshots there."""
     argv = [sys.executable, "-m", "gateway", "run"]
+    if heap_dir is not None:
+        argv = [sys.executable, "-m", "tests.soak.traced", str(heap_dir), "run"]
     return [*argv, "--workers", str(workers)] if workers > 1 else argv
 
 
@@ -149,7 +158,12 @@ async def start_stack(plan: SoakPlan, run_dir: Path) -> Stack:
                 env=_child_env({}), cwd=REPO, log=run_dir / "idp.log", quiet_stdout=True)
     upstream = Child("upstream", [sys.executable, "-m", "tests.soak.upstream", str(upstream_port)],
                      env=_child_env({}), cwd=REPO, log=run_dir / "upstream.log")
-    gateway = Child("gateway", gateway_argv(plan.workers), cwd=REPO, log=run_dir / "gateway.log",
+    heap_dir = run_dir / "heap" if plan.tracemalloc else None
+    redis = RedisServer(run_dir / "redis") if plan.session_store == "redis" else None
+    store_env = {"GATEWAY_SESSION_STORE": "redis", "GATEWAY_SESSION_REDIS_URL": redis.url()} \
+        if redis else {}
+    gateway = Child("gateway", gateway_argv(plan.workers, heap_dir), cwd=REPO,
+                    log=run_dir / "gateway.log",
                     env=_child_env({
                         "GATEWAY_SERVER_LISTEN": f"127.0.0.1:{gateway_port}",
                         "GATEWAY_SERVER_METRICS_LISTEN": f"127.0.0.1:{metrics_port}",
@@ -167,10 +181,15 @@ async def start_stack(plan: SoakPlan, run_dir: Path) -> Stack:
                             str(plan.refresh_before_expiry),
                         "GATEWAY_HEADERS_SETS": "x-auth-request,alb",
                         "GATEWAY_LOG_ACCESS_LOG": "false",
-                    }))
+                    } | store_env))
     stack = Stack(plan, idp, upstream, gateway, idp_url, upstream_url, gateway_url,
-                  f"http://127.0.0.1:{metrics_port}/metrics", users)
+                  f"http://127.0.0.1:{metrics_port}/metrics", users, heap_dir, redis)
     try:
+        if redis is not None:
+            try:
+                await asyncio.to_thread(redis.start)
+            except AssertionError as exc:  # tests/support's servers fail as tests do
+                raise SoakError(f"redis-server did not start: {exc}") from exc
         await asyncio.gather(idp.start(), upstream.start())
         await asyncio.gather(
             idp.wait_until_answers(f"{stack.issuer}/.well-known/openid-configuration",
