@@ -76,7 +76,8 @@ REPORT_FIELDS = [
     "refreshes.gateway.session_refreshes_total", "refreshes.gateway.token_requests_total",
     "refreshes.idp_token_requests", "refreshes.invalid_grant",
     "latency_ms.overall.p50", "latency_ms.overall.p99", "latency_ms.outside_faults.p99",
-    "latency_ms.during_token_endpoint_faults.count", "latency_ms.slowest",
+    "latency_ms.during_token_endpoint_faults.count", "latency_ms.tokens_expired.count",
+    "latency_ms.slowest",
     "rss_bytes.start", "rss_bytes.after_warmup", "rss_bytes.peak", "rss_bytes.end",
     "heap_growth.total_kib", "heap_growth.top", "soak.plan.session_store",
     "guarantees.sign_ins_with_valid_refresh_token", "guarantees.errors_while_tokens_valid",
@@ -146,12 +147,13 @@ class TestShortRun:
     def test_a_refresh_is_not_felt_while_tokens_are_valid(
             self, short_report: dict[str, Any]) -> None:
         """Users with valid tokens see the same p99 while the token endpoint fails or is slow
-        as outside faults (within 2x, or 50 ms of scheduling noise): refreshes run aside."""
+        as outside faults (within 2x, or 250 ms of scheduling noise; a refresh in their way
+        would add 750 ms to 2 s): refreshes run aside."""
         latency = short_report["latency_ms"]
         during, outside = (latency["during_token_endpoint_faults"]["p99"],
                            latency["outside_faults"]["p99"])
         assert latency["during_token_endpoint_faults"]["count"] > 0
-        assert during <= max(2 * outside, outside + 50), latency
+        assert during <= max(2 * outside, outside + 250), latency
         assert not any("felt the token endpoint" in v
                        for v in short_report["guarantees"]["violations"])
 
