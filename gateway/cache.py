@@ -3,7 +3,9 @@
 Every per-user or per-token map in the gateway is a `BoundedCache`, so none can grow without
 bound however many users, tokens or cookies arrive: at `size` entries, adding one evicts the
 least recently used. An entry may also carry an absolute expiry (on the cache's clock), after
-which it reads as absent.
+which it reads as absent; adding an entry also removes the least recently used entries that
+have expired, so a cache whose entries expire (a session's cookie after a refresh, the headers
+of superseded tokens) holds what is live rather than filling up to `size` with the dead.
 """
 
 from __future__ import annotations
@@ -42,11 +44,19 @@ class BoundedCache(Generic[K, V]):
         return value
 
     def put(self, key: K, value: V, *, expires_at: float | None = None) -> None:
-        """Store `value` (until `expires_at`, when given), evicting the oldest beyond `size`."""
-        self._entries[key] = (value, expires_at)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.size:
-            self._entries.popitem(last=False)
+        """Store `value` (until `expires_at`, when given), evicting the oldest beyond `size`
+        and the expired among the least recently used."""
+        entries = self._entries
+        entries[key] = (value, expires_at)
+        entries.move_to_end(key)
+        while len(entries) > self.size:
+            entries.popitem(last=False)
+        now = self._clock.time()
+        while entries:
+            oldest = entries[next(iter(entries))][1]
+            if oldest is None or oldest > now:
+                break
+            entries.popitem(last=False)
 
     def discard(self, key: K) -> None:
         self._entries.pop(key, None)

@@ -188,12 +188,13 @@ async def test_a_refresh_that_outlives_its_lock_never_frees_a_peers_lock(
 async def test_a_replica_waiting_on_a_rejected_refresh_sends_the_user_to_sign_in(
         replicas: tuple[RunningGateway, RunningGateway], idp: DevIdp,
         http: aiohttp.ClientSession, clock: ManualClock) -> None:
-    """The user was signed out at the IdP; both replicas refresh at once. The lock holder gets
-    invalid_grant and ends the session; the waiting replica sees that and answers 401 (a
-    navigation would be sent to sign in), never 503."""
+    """The user was signed out at the IdP and the tokens have expired, so every request waits
+    for the refresh; both replicas refresh at once. The lock holder gets invalid_grant and ends
+    the session; the waiting replica sees that and answers 401 (a navigation would be sent to
+    sign in), never 503."""
     first, second = replicas
     cookie = await sign_in_cookies(first.url)
-    await clock.advance(TOKEN_SECONDS - 2 + 0.2)
+    await clock.advance(TOKEN_SECONDS + 0.2)
     idp.global_sign_out(ALICE.username)
     idp.add_fault("token", delay_seconds=0.5)
     statuses = await clock.run(asyncio.gather(*(

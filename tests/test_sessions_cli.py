@@ -304,10 +304,6 @@ async def request(url: str, cookie: str) -> tuple[int, str]:
         return resp.status, written or cookie
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "gateway/sessions/refresh.py hands a remembered refresh result (RESULT_TTL = 60 s) to "
-    "the very session that result produced, so with revalidate_seconds < 60 the next "
-    "re-check is skipped and a revoked session outlives the window by up to 60 s"))
 async def test_a_revoke_just_after_a_re_check_still_ends_the_session_within_the_window(
         make_fleet: MakeFleet, idp: DevIdp, clock: ManualClock,
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path, secrets: Secrets) -> None:

@@ -7,11 +7,21 @@ line with the contract's fields. The diagnosis is the probable cause inferred fr
 with a `confirm` callable (`cognito.doctor_at_start`: the app client read through the Cognito
 API) a cause the app client's settings confirm replaces it, and the line says
 `cause_confirmed=true`. Tokens, codes and secrets are never logged.
+
+A token-endpoint 200 is never lost. With refresh-token rotation the 200 of a refresh spends the
+refresh token it answers (with a grace period of 0, at once), so the caller must not lose it:
+if its work after the 200 fails (the ID token's key not available yet, the session store
+down, the task cancelled), presenting the spent token again would get `invalid_grant` and end
+the session. So `refresh` remembers each rotating 200 by the hash of the token it spent, and
+answers that token again from memory (`expires_in` counted down) instead of spending it twice.
+Once the new refresh token is presented in turn, its caller has kept the 200, and the memory of
+it is dropped: at most one answer per session is held.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -20,6 +30,8 @@ from urllib.parse import quote
 
 import aiohttp
 
+from gateway.cache import BoundedCache
+from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.cognito.diagnosis import OAUTH_ERRORS, diagnose
 from gateway.errors import TokenEndpointError, network_failure_reason
 from gateway.observability.logging import get_logger
@@ -33,6 +45,8 @@ from gateway.observability.tracing import (
 )
 
 log = get_logger(__name__)
+SPENT_TOKENS_REMEMBERED = 2048  # rotated refresh tokens spent lately, each with the 200 it got
+SPENT_TOKEN_MEMORY_SECONDS = 600.0
 
 
 class ConfirmCause(Protocol):
@@ -63,15 +77,42 @@ class TokenResponse:
         return cls(doc["access_token"], expires_in, id_token, refresh_token)
 
 
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """A rotating refresh's 200 and when it arrived (on the client's clock)."""
+
+    tokens: TokenResponse
+    received_at: float
+
+    def again(self, now: float) -> TokenResponse:
+        """The same tokens, their `expires_in` counted down to `now` (0 once expired: the
+        new refresh token in it still refreshes)."""
+        left = max(0, self.tokens.expires_in - int(now - self.received_at))
+        return TokenResponse(self.tokens.access_token, left, self.tokens.id_token,
+                             self.tokens.refresh_token)
+
+
 class TokenClient:
     """Calls the provider's token and revocation endpoints for one app client."""
 
     def __init__(self, http: aiohttp.ClientSession, *, token_endpoint: str,
                  revocation_endpoint: str | None, client_id: str, client_secret: str,
                  metrics: Metrics, timeout: float = 10.0,
-                 tracing: Tracing = TRACING_OFF, confirm: ConfirmCause | None = None) -> None:
+                 tracing: Tracing = TRACING_OFF, confirm: ConfirmCause | None = None,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         self._http = http
         self._confirm = confirm
+        self._clock = clock
+        self._spent: BoundedCache[str, _Answer] = BoundedCache(SPENT_TOKENS_REMEMBERED,
+                                                               clock=clock)
+        # The hash of the refresh token each remembered answer was bought with, by the hash of
+        # the token the answer carries: presenting that one shows the answer was kept.
+        self._bought_with: BoundedCache[str, str] = BoundedCache(SPENT_TOKENS_REMEMBERED,
+                                                                 clock=clock)
         self._tracing = tracing
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self.token_endpoint = token_endpoint
@@ -89,9 +130,27 @@ class TokenClient:
         return await self._token_call(form)
 
     async def refresh(self, refresh_token: str) -> TokenResponse:
-        """New tokens from a refresh token (a new refresh token only with rotation)."""
-        return await self._token_call({"grant_type": "refresh_token",
-                                       "refresh_token": refresh_token})
+        """New tokens from a refresh token (a new refresh token only with rotation).
+
+        A refresh token this client spent in the last SPENT_TOKEN_MEMORY_SECONDS on a 200 that
+        rotated it gets that 200 again, without a call (see the module docstring).
+        """
+        key = _hash(refresh_token)
+        spent = self._spent.get(key)
+        if spent is not None:
+            log.info("refresh_answer_repeated", client_id=self.client_id)
+            return spent.again(self._clock.time())
+        previous = self._bought_with.get(key)
+        if previous is not None:
+            self._spent.discard(previous)
+            self._bought_with.discard(key)
+        tokens = await self._token_call({"grant_type": "refresh_token",
+                                         "refresh_token": refresh_token})
+        if tokens.refresh_token is not None and tokens.refresh_token != refresh_token:
+            now, until = self._clock.time(), self._clock.time() + SPENT_TOKEN_MEMORY_SECONDS
+            self._spent.put(key, _Answer(tokens, now), expires_at=until)
+            self._bought_with.put(_hash(tokens.refresh_token), key, expires_at=until)
+        return tokens
 
     async def revoke(self, refresh_token: str) -> None:
         """Revoke a refresh token (and, at Cognito, the tokens issued from it)."""

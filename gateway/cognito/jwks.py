@@ -1,4 +1,4 @@
-"""An asynchronous JWKS cache, following aws-jwt-verify's rules.
+"""An asynchronous JWKS cache, following aws-jwt-verify's rules for tokens that clients present.
 
 Keys are cached by kid with no TTL. An unknown kid triggers one refetch; concurrent refetches
 share one request; after a refetch that still lacks the kid, further refetches wait
@@ -6,6 +6,14 @@ share one request; after a refetch that still lacks the kid, further refetches w
 A fetch that fails blocks refetches for `FAILURE_BACKOFF` seconds, doubling with each failure
 up to `MAX_FAILURE_BACKOFF`, while the cached keys keep verifying tokens: unauthenticated load
 never reaches a struggling IdP as more than one fetch per window.
+
+Tokens the gateway received itself, in a token-endpoint response (`get(kid, issued=True)`),
+are different: their kid is the IdP's, not a client's invention, so an unknown one means the IdP
+rotated its keys. Such a kid loads the key set once whatever the blocks above say, at most once
+per kid every `ISSUED_KID_RELOAD` seconds (the sign-ins and refreshes that follow a rotation
+share that fetch). No client can reach that path: a forged kid stays rate limited, and a burst
+of them can no longer keep a rotated key out.
+
 Only RSA/EC signing keys (`use` absent or "sig") are kept.
 """
 
@@ -16,6 +24,7 @@ import asyncio
 import aiohttp
 import jwt
 
+from gateway.cache import BoundedCache
 from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.cognito.http import fetch_json
 from gateway.errors import JWKSError, TokenValidationError
@@ -25,6 +34,8 @@ from gateway.observability.tracing import TRACING_OFF, Tracing
 UNKNOWN_KID_BACKOFF = 10.0
 FAILURE_BACKOFF = 1.0
 MAX_FAILURE_BACKOFF = 60.0
+ISSUED_KID_RELOAD = 5.0
+ISSUED_KIDS_REMEMBERED = 64  # kids of the IdP's own tokens that reloaded the key set lately
 
 
 class JWKSCache:
@@ -37,10 +48,12 @@ class JWKSCache:
         self._clock = clock
         self._uri = uri
         self._metrics = metrics
-        self._keys: dict[str, jwt.PyJWK] = {}
+        self._keys: dict[str, jwt.PyJWK] = {}  # bounded by the IdP's key set
         self._inflight: asyncio.Task[None] | None = None
         self._blocked_until = 0.0
         self._failure_delay = 0.0
+        self._issued_reloads: BoundedCache[str, bool] = BoundedCache(
+            ISSUED_KIDS_REMEMBERED, clock=clock)
 
     @property
     def loaded(self) -> bool:
@@ -57,15 +70,18 @@ class JWKSCache:
             if task.done() and self._inflight is task:
                 self._inflight = None
 
-    async def get(self, kid: str) -> jwt.PyJWK:
+    async def get(self, kid: str, *, issued: bool = False) -> jwt.PyJWK:
         """The key with this kid, refetching once for an unknown kid.
 
-        Raises TokenValidationError (unknown_kid) when the key set lacks the kid, JWKSError
-        when it could not be fetched (now, or recently: the failure backoff is running).
+        A client's token (`issued` False): TokenValidationError (unknown_kid) when the key set
+        lacks the kid, JWKSError when it could not be fetched (now, or recently: the failure
+        backoff is running). A token from the token endpoint (`issued`): see `_issued_key`.
         """
         key = self._keys.get(kid)
         if key is not None:
             return key
+        if issued:
+            return await self._issued_key(kid)
         if self._clock.time() >= self._blocked_until or self._inflight is not None:
             await self.refresh()
             key = self._keys.get(kid)
@@ -77,6 +93,26 @@ class JWKSCache:
             raise JWKSError("the signing keys could not be fetched; retrying later",
                             reason="backoff")
         raise TokenValidationError("unknown_kid", "no signing key with this kid")
+
+    async def _issued_key(self, kid: str) -> jwt.PyJWK:
+        """The key of a token the IdP just issued: a fetch in flight is joined, and unless this
+        kid reloaded the key set in the last ISSUED_KID_RELOAD seconds, it is reloaded now
+        (a fetch in flight may have been sent before the IdP rotated). JWKSError when the key
+        cannot be had: the fetch failed, or the IdP does not publish the kid (yet)."""
+        if self._inflight is not None:
+            await self.refresh()
+            key = self._keys.get(kid)
+            if key is not None:
+                return key
+        if self._issued_reloads.get(kid) is None:
+            self._issued_reloads.put(kid, True,
+                                     expires_at=self._clock.time() + ISSUED_KID_RELOAD)
+            await self.refresh()
+            key = self._keys.get(kid)
+            if key is not None:
+                return key
+        raise JWKSError("the identity provider's key set has no key with the kid of a token "
+                        "it just issued (yet)", reason="unknown_kid")
 
     async def _fetch(self) -> None:
         with self._tracing.client_span("cognito.jwks") as span:

@@ -17,7 +17,7 @@ from gateway.cognito.authorization import authorization_url
 from gateway.cognito.client import ConfirmCause, TokenClient
 from gateway.cognito.discovery import ProviderMetadata, discover
 from gateway.cognito.jwks import JWKSCache
-from gateway.cognito.verify import TokenVerifier
+from gateway.cognito.verify import TokenVerifier, authenticated_channel
 from gateway.config import Settings
 from gateway.errors import IdPError
 from gateway.observability.logging import get_logger
@@ -92,11 +92,13 @@ class IdentityProvider:
             self._http, token_endpoint=metadata.token_endpoint,
             revocation_endpoint=metadata.revocation_endpoint, client_id=s.cognito.client_id,
             client_secret=s.cognito.client_secret, metrics=self._metrics,
-            timeout=s.cognito.timeout_seconds, tracing=self._tracing, confirm=self._confirm)
+            timeout=s.cognito.timeout_seconds, tracing=self._tracing, confirm=self._confirm,
+            clock=self._clock)
         self._verifier = TokenVerifier(
             jwks, issuer=metadata.issuer, client_id=s.cognito.client_id,
             bearer_client_ids=s.bearer_client_ids, cognito=s.is_cognito, metrics=self._metrics,
-            clock=self._clock)
+            clock=self._clock,
+            token_channel_authenticated=authenticated_channel(metadata.token_endpoint))
 
     async def load_until_ready(self) -> None:
         """`load()` with exponential backoff until it succeeds (runs as a background task)."""

@@ -8,19 +8,35 @@ matches the sign-in's. Access tokens carry no `aud` at Cognito: `client_id` must
 accepted clients. With a Cognito issuer, `token_use` must be "id" or "access" as expected.
 Failures raise TokenValidationError with a bounded `reason` and count in
 `token_validation_failures_total`.
+
+ID tokens reach the gateway only in token-endpoint responses (the sign-in's code exchange, a
+refresh), over the gateway's own connection to the IdP. So an ID token's unknown kid reloads the
+key set at once (JWKSCache.get with `issued`), whatever a burst of forged kids did to the
+cache. When the signing key still cannot be had (the JWKS endpoint failing, or the IdP not
+publishing the kid yet) and that connection is authenticated (https with a verified
+certificate, or loopback), the channel stands in for the signature, as OpenID Connect Core
+3.1.3.7 allows for tokens received directly from the token endpoint: every claim is checked
+as usual and the acceptance is logged (`id_token_key_unavailable`). A signature that a known
+key rejects is never accepted. Without an authenticated channel the key's absence is
+JWKSError: an IdP failure, to be retried, never a verdict on the token.
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 from typing import Any
+from urllib.parse import urlsplit
 
 import jwt
 
 from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.cognito.jwks import JWKSCache
-from gateway.errors import TokenValidationError
+from gateway.errors import JWKSError, TokenValidationError
+from gateway.observability.logging import get_logger
 from gateway.observability.metrics import Metrics
+
+log = get_logger(__name__)
 
 ALGORITHMS = ["RS256"]
 Claims = dict[str, Any]
@@ -41,8 +57,10 @@ class TokenVerifier:
 
     def __init__(self, jwks: JWKSCache, *, issuer: str, client_id: str,
                  bearer_client_ids: frozenset[str], cognito: bool, metrics: Metrics,
-                 leeway: float = 30.0, clock: Clock = SYSTEM_CLOCK) -> None:
+                 leeway: float = 30.0, clock: Clock = SYSTEM_CLOCK,
+                 token_channel_authenticated: bool = False) -> None:
         self._clock = clock
+        self._channel_authenticated = token_channel_authenticated
         self._jwks = jwks
         self._issuer = issuer
         self._client_id = client_id
@@ -52,9 +70,11 @@ class TokenVerifier:
         self._leeway = leeway
 
     async def verify_id_token(self, token: str, *, nonce: str | None) -> Claims:
-        """Claims of a valid ID token for our client; `nonce` must match when given."""
+        """Claims of a valid ID token for our client, received from the token endpoint;
+        `nonce` must match when given. JWKSError when its key cannot be had and the channel
+        cannot stand in for the signature (see the module docstring)."""
         try:
-            claims = await self._decode(token, audience=self._client_id)
+            claims = await self._decode(token, audience=self._client_id, issued=True)
             self._check_token_use(claims, "id")
             aud = claims.get("aud")
             if isinstance(aud, list) and len(aud) > 1 and claims.get("azp") != self._client_id:
@@ -83,7 +103,8 @@ class TokenVerifier:
         if self._cognito and claims.get("token_use") != expected:
             raise TokenValidationError("wrong_token_use", f"token_use is not {expected!r}")
 
-    async def _decode(self, token: str, *, audience: str | None) -> Claims:
+    async def _decode(self, token: str, *, audience: str | None,
+                      issued: bool = False) -> Claims:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -93,20 +114,33 @@ class TokenVerifier:
             raise TokenValidationError("unsupported_alg", f"alg {alg!r} is not accepted")
         if not isinstance(kid, str):
             raise TokenValidationError("malformed", "header has no kid")
-        key = await self._jwks.get(kid)
-        if key.algorithm_name and key.algorithm_name != alg:
+        key = await self._key(kid, issued=issued)
+        if key is not None and key.algorithm_name and key.algorithm_name != alg:
             raise TokenValidationError("unsupported_alg", "JWK alg differs from the header's")
         required = ["exp", "iat", "iss", "sub"] + (["aud"] if audience else [])
         try:
             claims: Claims = jwt.decode(
-                token, key=key, algorithms=ALGORITHMS, issuer=self._issuer, audience=audience,
-                leeway=self._leeway, options={
+                token, key="" if key is None else key, algorithms=ALGORITHMS,
+                issuer=self._issuer, audience=audience, leeway=self._leeway, options={
+                    "verify_signature": key is not None, "verify_iss": True,
                     "require": required, "verify_aud": bool(audience), "verify_exp": False,
                     "verify_nbf": False, "verify_iat": False})
         except jwt.PyJWTError as exc:
             raise TokenValidationError(_reason(exc), str(exc)) from None
         self._check_times(claims)
         return claims
+
+    async def _key(self, kid: str, *, issued: bool) -> jwt.PyJWK | None:
+        """The signing key; None for an issued token whose key cannot be had over an
+        authenticated channel (the channel stands in for the signature)."""
+        try:
+            return await self._jwks.get(kid, issued=issued)
+        except JWKSError as exc:
+            if not (issued and self._channel_authenticated):
+                raise
+            log.warning("id_token_key_unavailable", reason=exc.reason,
+                        accepted_by="token_endpoint_channel")
+            return None
 
     def _check_times(self, claims: Claims) -> None:
         """exp, nbf and iat against the gateway's clock (PyJWT would read the system's)."""
@@ -127,3 +161,18 @@ def _reason(exc: jwt.PyJWTError) -> str:
         if isinstance(exc, cls):
             return reason
     return "malformed"
+
+
+def authenticated_channel(url: str) -> bool:
+    """True when a connection to `url` authenticates the server: https (aiohttp verifies the
+    certificate) or a loopback host (the traffic never leaves the machine)."""
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return True
+    host = parts.hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

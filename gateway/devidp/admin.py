@@ -19,9 +19,10 @@ from gateway.devidp.state import IdpState, state_of
 _FAULT_KEYS = {"endpoint", "status", "delay_seconds", "body", "content_type", "count"}
 
 
-def rotate_keys(st: IdpState) -> None:
-    """Replace both signing keys; the old kids disappear from the JWKS at once."""
-    st.keys = SigningKeys.generate()
+def rotate_keys(st: IdpState, keys: SigningKeys | None = None) -> None:
+    """Replace both signing keys (with `keys`, else new ones with new kids); the old keys
+    disappear from the JWKS at once."""
+    st.keys = keys or SigningKeys.generate()
 
 
 def global_sign_out(st: IdpState, username: str) -> None:

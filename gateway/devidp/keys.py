@@ -68,6 +68,12 @@ class SigningKeys:
         """Two fresh keys with distinct kids."""
         return cls(id=SigningKey.generate(), access=SigningKey.generate())
 
+    def rekeyed(self) -> SigningKeys:
+        """New key material under the same kids: an IdP (or an impostor) whose signatures no
+        longer match the keys it published under those kids, for tests of verification."""
+        return SigningKeys(id=SigningKey(self.id.kid, SigningKey.generate().private_key),
+                           access=SigningKey(self.access.kid, SigningKey.generate().private_key))
+
     def jwks(self) -> dict[str, list[dict[str, str]]]:
         """The JWKS document: both public keys, ID key first."""
         return {"keys": [self.id.jwk(), self.access.jwk()]}

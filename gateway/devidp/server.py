@@ -138,9 +138,9 @@ class DevIdp:
         """Calls to /oauth2/token so far, by grant_type as sent."""
         return self._state.token_requests
 
-    def rotate_keys(self) -> None:
-        """New ID and access keys with new kids; the old ones leave the JWKS."""
-        admin.rotate_keys(self._state)
+    def rotate_keys(self, keys: SigningKeys | None = None) -> None:
+        """New ID and access keys with new kids (or `keys`); the old ones leave the JWKS."""
+        admin.rotate_keys(self._state, keys)
 
     def global_sign_out(self, username: str) -> None:
         """Revoke every refresh token of the user and their access tokens; KeyError if unknown."""

@@ -2,13 +2,19 @@
 written in one place, as the response starts.
 
 `SessionLayer.session(request)` loads the session the request's cookie names (once per
-request), refreshes it when its tokens are due or, with the cookie store, when the IdP has not
-confirmed it for `session.revalidate_seconds`, and remembers on the request what the response's
-cookie must say. `begin` (sign-in) and `end` (sign-out) change that too. `write_cookies` is
-registered on aiohttp's `on_response_prepare`, which fires for every response the request gets
-(a proxied stream, a WebSocket handshake, an error page, a redirect): it is the one place a
-session cookie is written, so no handler can forget to. It adds `Set-Cookie` headers itself:
-aiohttp serialises `response.cookies` before that signal.
+request), takes the newest generation of it this replica knows (a refresh may have finished
+since the cookie was written), refreshes it when due, and remembers on the request what the
+response's cookie must say. A refresh is due `session.refresh_before_expiry_seconds` before the
+tokens expire and, with the cookie store, before the IdP's confirmation is
+`session.revalidate_seconds` old; while the session is still usable the refresh runs in the
+background and the request is served at once, so only a request whose session can no longer
+serve (tokens expired, re-check overdue) waits for it (sessions/refresh.py). `begin` (sign-in)
+and `end` (sign-out) change the session too. `write_cookies` is registered on aiohttp's
+`on_response_prepare`, which fires for every response the request gets (a proxied stream, a
+WebSocket handshake, an error page, a redirect): it is the one place a session cookie is
+written, so no handler can forget to, and so a refresh finished in the background reaches the
+browser on the next response of its session. It adds `Set-Cookie` headers itself: aiohttp
+serialises `response.cookies` before that signal.
 
 A request whose cookie can no longer be used (unreadable, lifetime over, signed out, the
 refresh rejected) has its cookie deleted and counts in
@@ -57,20 +63,29 @@ class SessionLayer:
         self._clock = clock
 
     async def session(self, request: web.Request) -> Session | None:
-        """The request's live session, refreshed when due; None when there is none."""
+        """The request's live session, refreshed when due (in the background while it is
+        usable); None when there is none."""
         state = await self._state(request)
         session = state.current
         if session is None:
             return None
         now = self._clock.time()
-        if not session.refresh_due(now, self._refresh_before, self._revalidate_after):
+        if session.refresh_token is None:
             return session if session.tokens_valid(now) else None
-        by_expiry = session.refresh_due(now, self._refresh_before)
+        reason = "refresh_rejected" if session.refresh_due(now, self._refresh_before) \
+            else "revalidation_failed"
+        if self._refresher.ended(session):
+            await self._drop(state, session, reason)
+            return None
+        if now < session.refresh_starts_at(self._refresh_before, self._revalidate_after):
+            return session
+        if session.usable(now, self._revalidate_after):
+            self._refresher.start(session)
+            return session
         try:
             fresh = await self._refresher.refresh(session)
         except RefreshRejected:
-            await self._drop(state, session,
-                             "refresh_rejected" if by_expiry else "revalidation_failed")
+            await self._drop(state, session, reason)
             return None
         state.current = fresh
         return fresh
@@ -79,7 +94,7 @@ class SessionLayer:
         """Start `session` (a sign-in): it replaces the request's session, if any."""
         state = await self._state(request)
         if state.current is not None:
-            await self._store.forget(state.current)
+            await self._forget(state.current)
         await self._store.persist(session)
         state.current = session
 
@@ -88,20 +103,24 @@ class SessionLayer:
         state = await self._state(request)
         session, state.current, state.clear = state.current, None, True
         if session is not None:
-            await self._store.forget(session)
+            await self._forget(session)
         return session
 
     def renewal(self, session: Session) -> Renewal:
         """How a long-lived connection extends `session`: the new tokens' expiry, or None."""
 
         async def renew() -> float | None:
-            if session.refresh_token is None or session.expired(self._clock.time()):
+            current = self._refresher.newest(session)
+            now = self._clock.time()
+            if current.refresh_token is None or current.expired(now):
                 return None
+            if current.tokens_valid(now):
+                return current.tokens_expire_at
             try:
-                fresh = await self._refresher.refresh(session)
+                fresh = await self._refresher.refresh(current)
             except GatewayError:
                 return None
-            return fresh.tokens_expire_at if fresh is not session else None
+            return fresh.tokens_expire_at if fresh is not current else None
 
         return renew
 
@@ -136,13 +155,17 @@ class SessionLayer:
                 if state.clear:
                     self._metrics.reauthentications.labels(reason=loaded.value).inc()
             else:
-                state = SessionState(loaded, loaded, own)
+                state = SessionState(loaded, self._refresher.newest(loaded), own)
             request[SESSION_STATE] = state
         return state
 
     async def _drop(self, state: SessionState, session: Session, reason: str) -> None:
         state.current, state.clear = None, True
         self._metrics.reauthentications.labels(reason=reason).inc()
+        await self._forget(session)
+
+    async def _forget(self, session: Session) -> None:
+        self._refresher.forget(session)
         await self._store.forget(session)
 
 

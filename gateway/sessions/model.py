@@ -32,6 +32,12 @@ class Session:
     sign-in, capped by the refresh token's validity when known; refresh never extends it.
     `checked_at` is when the IdP last confirmed the session (the sign-in, the last refresh): a
     store that cannot see sign-outs elsewhere re-checks it after `revalidate_after` seconds.
+    `generation` counts the refreshes: a refreshed session is a newer generation of the same
+    `sid`, which is how a request still carrying an older cookie is given the newer one.
+
+    When to refresh: from `refresh_starts_at` on, a refresh should run, and the session still
+    serves while `usable` (in the background, the request does not wait); once it is not
+    usable (the tokens expired, or the re-check is overdue) a request waits for the refresh.
     """
 
     sid: str
@@ -43,12 +49,34 @@ class Session:
     access_token: str | None = None
     id_token: str | None = None
     checked_at: float = 0.0
+    generation: int = 0
 
     def expired(self, now: float) -> bool:
         return now >= self.expires_at
 
     def tokens_valid(self, now: float) -> bool:
         return now < self.tokens_expire_at
+
+    def usable(self, now: float, revalidate_after: float = 0) -> bool:
+        """True while the session may serve a request without waiting for a refresh: its tokens
+        are valid and, with re-checks, the IdP confirmed it less than `revalidate_after` ago."""
+        return now < self.serves_until(revalidate_after)
+
+    def serves_until(self, revalidate_after: float = 0) -> float:
+        """The end of `usable`: the tokens' expiry, or the re-check deadline when earlier."""
+        if revalidate_after > 0 and self.refresh_token is not None:
+            return min(self.tokens_expire_at, self.checked_at + revalidate_after)
+        return self.tokens_expire_at
+
+    def refresh_starts_at(self, before_expiry: float, revalidate_after: float = 0) -> float:
+        """When a refresh should start: `before_expiry` ahead of the tokens' expiry, and ahead
+        of the re-check deadline by the same margin, at most half the re-check window (so that
+        a session just confirmed is not re-checked at once)."""
+        starts = self.tokens_expire_at - before_expiry
+        if revalidate_after > 0:
+            margin = min(before_expiry, revalidate_after / 2)
+            starts = min(starts, self.checked_at + revalidate_after - margin)
+        return starts
 
     def refresh_due(self, now: float, before_expiry: float, revalidate_after: float = 0) -> bool:
         """True when the tokens are within `before_expiry` of expiring, or the IdP has not
@@ -59,7 +87,8 @@ class Session:
             revalidate_after > 0 and now >= self.checked_at + revalidate_after)
 
     def with_tokens(self, **changes: Any) -> Session:
-        return replace(self, **changes)
+        """The next generation of this session, with new tokens (a refresh)."""
+        return replace(self, **({"generation": self.generation + 1} | changes))
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -73,4 +102,5 @@ class Session:
                    tokens_expire_at=float(data["tokens_expire_at"]),
                    refresh_token=data.get("refresh_token"), access_token=data.get("access_token"),
                    id_token=data.get("id_token"),
-                   checked_at=float(data.get("checked_at", data["created_at"])))
+                   checked_at=float(data.get("checked_at", data["created_at"])),
+                   generation=int(data.get("generation", 0)))

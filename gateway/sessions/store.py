@@ -24,7 +24,8 @@ from gateway.sessions.cookies import CookiePolicy
 from gateway.sessions.model import Absent, Session
 
 Refresher = Callable[[Session], Awaitable[Session]]
-DECODED_CACHE_SIZE = 4096      # decrypted cookies: one per active browser, least recent evicted
+DECODED_CACHE_SIZE = 4096      # decrypted cookies: one per active browser, least recent evicted,
+                               # each forgotten when its tokens expire (a refresh replaces it)
 SIGNED_OUT_SIZE = 100_000      # sessions signed out here, remembered until they would end
 
 
@@ -92,7 +93,7 @@ class CookieSessionStore(SessionStore):
             session = self._decode(sealed)
             if session is None:
                 return Absent.UNREADABLE
-            self._decoded.put(sealed, session)
+            self._decoded.put(sealed, session, expires_at=session.tokens_expire_at)
         if session.expired(self.clock.time()):
             return Absent.LIFETIME
         if self._signed_out.get(session.sid):
