@@ -123,12 +123,13 @@ async def test_a_session_signed_in_on_one_replica_serves_on_the_other(
 
 async def test_a_session_due_on_both_replicas_is_refreshed_once(
         replicas: Replicas, idp: DevIdp, clock: ManualClock) -> None:
-    """Twenty requests over both replicas when the tokens come due, the IdP slow enough that
-    both replicas see the old tokens: all 200, and exactly one refresh call reaches the IdP
-    (the lock in the session's slot), whose rotated token then works."""
+    """Twenty requests over both replicas once the tokens have expired (so that each waits
+    for the refresh), the IdP slow enough that both replicas see the old tokens: all 200, and
+    exactly one refresh call reaches the IdP (the lock in the session's slot), whose rotated
+    token then works."""
     first, second = replicas
     cookie = await sign_in_cookies(first.url)
-    await clock.advance(TOKEN_SECONDS - REFRESH_BEFORE + 0.2)
+    await clock.advance(TOKEN_SECONDS + 0.2)
     idp.add_fault("token", delay_seconds=0.5, count=1)
     answers = await clock.run(asyncio.gather(*(
         status(f"{(first, second)[n % 2].url}/x", cookie) for n in range(20))), step=0.05)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 import pytest
@@ -57,8 +58,10 @@ def _refresh_token(gateway: RunningGateway, cookie: str) -> str:
     return token
 
 
-async def _wait_until_refresh_due(clock: ManualClock) -> None:
-    await clock.advance(TOKEN_SECONDS - 2 + 0.2)
+async def _wait_until_tokens_expire(clock: ManualClock) -> None:
+    """Past the tokens' expiry: the next request waits for the refresh (one due earlier, while
+    the tokens are valid, runs in the background: tests/test_refresh.py)."""
+    await clock.advance(TOKEN_SECONDS + 0.2)
 
 
 async def test_continuous_browsing_across_expiries_never_signs_in_again(
@@ -84,7 +87,7 @@ async def test_fifty_concurrent_requests_at_expiry_refresh_exactly_once(
     """Rotation on, grace 0: one refresh call, and every request still succeeds."""
     gateway = await make_gateway(**SHORT)
     cookie = await sign_in_cookies(gateway.url)
-    await _wait_until_refresh_due(clock)
+    await _wait_until_tokens_expire(clock)
 
     async def get() -> tuple[int, str]:
         async with http.get(f"{gateway.url}/x", headers={"Cookie": cookie,
@@ -105,7 +108,7 @@ async def test_refreshed_cookie_carries_the_rotated_refresh_token(
     gateway = await make_gateway(**SHORT)
     cookie = await sign_in_cookies(gateway.url)
     old = _refresh_token(gateway, cookie)
-    await _wait_until_refresh_due(clock)
+    await _wait_until_tokens_expire(clock)
     async with http.get(f"{gateway.url}/x", headers={"Cookie": cookie}) as resp:
         assert resp.status == 200
         fresh = resp.cookies["_cognito_gateway"].value
@@ -121,7 +124,7 @@ async def test_revoked_user_is_sent_to_sign_in_at_the_next_refresh(
     gateway = await make_gateway(**SHORT)
     cookie = await sign_in_cookies(gateway.url)
     idp.global_sign_out(ALICE.username)
-    await _wait_until_refresh_due(clock)
+    await _wait_until_tokens_expire(clock)
     async with http.get(f"{gateway.url}/x", allow_redirects=False, headers={
             "Cookie": cookie, "Accept": "text/html"}) as resp:
         assert resp.status == 302
@@ -141,8 +144,9 @@ async def test_revoked_user_is_sent_to_sign_in_at_the_next_refresh(
 async def test_failing_token_endpoint_does_not_log_anyone_out_while_tokens_are_valid(
         make_gateway: GatewayFactory, idp: DevIdp, http: aiohttp.ClientSession,
         clock: ManualClock) -> None:
-    """IdP 503 during the refresh window: requests keep succeeding on the current tokens;
-    after the backoff the next request refreshes."""
+    """IdP 503 during the refresh window: requests keep succeeding at once on the current
+    tokens while the refresh fails in the background; after the backoff the next request starts
+    a refresh that succeeds, and a response soon after carries the new cookie."""
     gateway = await make_gateway(GATEWAY_SESSION_REFRESH_BEFORE_EXPIRY_SECONDS="3")
     cookie = await sign_in_cookies(gateway.url)
     idp.add_fault("token", 503)
@@ -154,10 +158,28 @@ async def test_failing_token_endpoint_does_not_log_anyone_out_while_tokens_are_v
 
     for _ in range(5):
         assert await clock.run(get()) == (200, False)
-    assert idp.token_requests["refresh_token"] == 3  # one attempt and two quick retries
+    await clock.run(_refresh_calls(idp, 3))  # one attempt and two quick retries, in the background
     idp.clear_faults()
     await clock.advance(1.2)  # past the first backoff
-    assert await get() == (200, True)
+    assert await get() == (200, False)  # starts the refresh; the request is not kept waiting
+    await _refresh_calls(idp, 4)
+    assert await clock.run(_until_cookie(get)) == (200, True)
+    assert idp.token_requests["refresh_token"] == 4
+
+
+async def _refresh_calls(idp: DevIdp, count: int) -> None:
+    """Return once the IdP has answered `count` refresh calls."""
+    while idp.token_requests["refresh_token"] < count:  # noqa: ASYNC110 - the IdP has no event
+        await asyncio.sleep(0.01)
+
+
+async def _until_cookie(get: Callable[[], Awaitable[tuple[int, bool]]]) -> tuple[int, bool]:
+    """`get` until a response carries the session cookie (a background refresh finished)."""
+    while True:
+        answer = await get()
+        if answer[1]:
+            return answer
+        await asyncio.sleep(0.01)
 
 
 async def test_expired_tokens_with_the_idp_down_get_503_and_keep_the_session(
@@ -193,7 +215,7 @@ async def test_session_never_outlives_its_absolute_lifetime(
     session = await gateway.store.load(_request_with(cookie))
     assert isinstance(session, Session)
     assert session.expires_at - session.created_at == 60
-    await _wait_until_refresh_due(clock)
+    await _wait_until_tokens_expire(clock)
     async with http.get(f"{gateway.url}/x", headers={"Cookie": cookie}) as resp:
         fresh_cookie = f"_cognito_gateway={resp.cookies['_cognito_gateway'].value}"
         assert int(resp.cookies["_cognito_gateway"]["max-age"]) <= 60
