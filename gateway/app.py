@@ -9,6 +9,9 @@ The way of a request, top to bottom (see docs/architecture.md):
   -> dispatch.py (routing.py: a gateway endpoint, or: auth/guard.py -> upstream/proxy.py)
   -> sessions/layer.py writes the session cookie as the response starts.
 
+`app[RECONFIGURE]` applies a reloaded configuration (reload.py, called by server.py): the
+session keys, the client secret, the rules, the identity providers.
+
 Start-up opens the shared clients and loads the IdP metadata in the background (`/ready` is 503
 until discovery and JWKS are loaded and the session store answers); clean-up closes them.
 """
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from aiohttp import web
@@ -44,6 +47,7 @@ from gateway.observability.logging import get_logger
 from gateway.observability.metrics import METRICS, Metrics
 from gateway.observability.requests import request_middleware
 from gateway.observability.tracing import TRACING_OFF, Tracing
+from gateway.reload import Apply
 from gateway.routing import ROUTER, Router
 from gateway.sessions.cipher import Cipher
 from gateway.sessions.cookies import CookiePolicy
@@ -60,6 +64,8 @@ from gateway.upstream.websocket import OPEN_SOCKETS, OpenSockets, WebSocketRelay
 log = get_logger(__name__)
 ALB_SIGNER = "arn:aws:elasticloadbalancing:local:000000000000:loadbalancer/app/cognito-gateway"
 LOCK_MARGIN = 5.0  # a Redis refresh lock outlives the longest refresh by this much
+RECONFIGURE: web.AppKey[Apply] = web.AppKey("reconfigure")
+"""Applies a reloaded configuration's live settings (reload.LIVE) to this app."""
 
 
 def create_app(settings: Settings, *, metrics: Metrics | None = None,
@@ -80,15 +86,13 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None,
         metrics, refresh_before=s.session.refresh_before_expiry_seconds,
         revalidate_after=s.session.revalidate_seconds if s.session.store == "cookie" else 0,
         clock=clock)
-    alb = AlbDataSigner(s.session.secret[0], issuer=s.issuer, client_id=s.cognito.client_id,
-                        signer=ALB_SIGNER)
-    identity_headers = IdentityHeaders(s.headers, alb)
+    signers = alb_signers(s)
+    identity_headers = IdentityHeaders(s.headers, signers[0])
     bearer = (BearerTokens(_verify_access_token(provider), identity_headers, clock=clock)
               if s.auth.accept_bearer_tokens else None)
     principals = Principals(sessions, bearer, identity_headers, clock=clock)
     guard = Guard(AccessPolicy(s.auth), principals, metrics)
-    sign_in = SignIn(SignInSettings(s.server.public_url, s.redirect_uri, s.cognito.pkce,
-                                    s.identity_provider_names),
+    sign_in = SignIn(sign_in_settings(s),
                      provider=provider, pending=PendingSignIns(cookies, cipher), issuer=issuer,
                      sessions=sessions, metrics=metrics)
     sockets = OpenSockets()
@@ -104,7 +108,7 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None,
         tracing=tracing)
     sign_out = SignOut(SignOutSettings(s.server.public_url, s.logout_uri), provider=provider,
                        sessions=sessions, sockets=sockets, cookies=cookies, metrics=metrics)
-    keys = AlbKeys(alb)
+    keys = AlbKeys(signers)
     health = Health(provider, store, metrics)
     router = Router({**health.endpoints(), **sign_in.endpoints(), **sign_out.endpoints(),
                      **Whoami(guard, principals, trusted).endpoints(), **keys.endpoints()},
@@ -114,10 +118,42 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None,
         request_middleware(metrics, ErrorResponses(s.server.public_url), tracing, trusted)])
     app.on_response_prepare.append(sessions.write_cookies)
     app.router.add_route("*", "/{tail:.*}", Dispatcher(router, guard, sign_in, proxy).dispatch)
-    app.cleanup_ctx.append(_lifecycle(provider, proxy, store, metrics, doctor))
+    background = BackgroundTasks()
+    app.cleanup_ctx.append(_lifecycle(provider, proxy, store, metrics, doctor=doctor,
+                                      background=background))
+
+    def reconfigure(new: Settings) -> None:
+        """Apply the settings of reload.LIVE: every other setting is as it was at start."""
+        store.rekey(new.session.secret)
+        new_signers = alb_signers(new)
+        identity_headers.use_signer(new_signers[0])
+        keys.use(new_signers)
+        principals.forget_headers()
+        if bearer is not None:
+            bearer.forget()
+        provider.use(new)
+        issuer.use(new)
+        sign_in.use(sign_in_settings(new))
+        guard.use_policy(AccessPolicy(new.auth))
+        if doctor is not None:  # reads the app client again: its secret may have changed
+            doctor.use(new)
+            background.start(doctor.run())
+
     app[METRICS], app[PROVIDER], app[SESSION_STORE] = metrics, provider, store
+    app[RECONFIGURE] = reconfigure
     app[HEALTH], app[OPEN_SOCKETS], app[ROUTER] = health, sockets, router
     return app
+
+
+def alb_signers(s: Settings) -> list[AlbDataSigner]:
+    """A signer of `x-amzn-oidc-data` per session key: the first signs, all are served."""
+    return [AlbDataSigner(secret, issuer=s.issuer, client_id=s.cognito.client_id,
+                          signer=ALB_SIGNER) for secret in s.session.secret]
+
+
+def sign_in_settings(s: Settings) -> SignInSettings:
+    return SignInSettings(s.server.public_url, s.redirect_uri, s.cognito.pkce,
+                          s.identity_provider_names)
 
 
 def session_store(s: Settings, cookies: CookiePolicy, cipher: Cipher, clock: Clock,
@@ -141,16 +177,35 @@ def _verify_access_token(provider: IdentityProvider) -> Verify:
 Lifecycle = Callable[[web.Application], contextlib.AbstractAsyncContextManager[None]]
 
 
+class BackgroundTasks:
+    """Tasks that run beside the app and are cancelled when it stops."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def start(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def cancel(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 def _lifecycle(provider: IdentityProvider, proxy: UpstreamProxy, store: SessionStore,
-               metrics: Metrics, doctor: StartupDoctor | None) -> Lifecycle:
+               metrics: Metrics, *, doctor: StartupDoctor | None,
+               background: BackgroundTasks) -> Lifecycle:
     @contextlib.asynccontextmanager
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
         await proxy.start()
         metrics.ready.set(0)
-        loader = asyncio.create_task(provider.load_until_ready())
-        background = [loader]
+        loader = background.start(provider.load_until_ready())
         if doctor is not None:  # never delays readiness
-            background.append(asyncio.create_task(doctor.run()))
+            background.start(doctor.run())
 
         def loaded(task: asyncio.Task[None]) -> None:
             if task.cancelled():
@@ -166,9 +221,7 @@ def _lifecycle(provider: IdentityProvider, proxy: UpstreamProxy, store: SessionS
             yield
         finally:
             metrics.ready.set(0)
-            for task in background:
-                task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
+            await background.cancel()
             await proxy.close()
             await store.close()
             await provider.close()

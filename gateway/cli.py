@@ -105,10 +105,10 @@ def _run(config: Path | None, workers: int | None = None, lifeline_fd: int | Non
         from gateway.workers import run_supervisor, run_worker  # noqa: PLC0415
 
         if lifeline_fd is not None:
-            return run_worker(settings, lifeline_fd)
+            return run_worker(settings, lifeline_fd, config)
         return run_supervisor(settings, workers or settings.server.workers, config)
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
-        runner.run(serve(settings))
+        runner.run(serve(settings, config=config))
     return 0
 
 

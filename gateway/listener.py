@@ -163,15 +163,19 @@ class GatewayRunner(web.AppRunner):
                              metrics=self._metrics, **plain._kwargs)
 
 
-def gateway_runner(app: web.Application, settings: Settings, metrics: Metrics) -> GatewayRunner:
-    """The runner of the gateway's main listener, with every limit of `settings.server`."""
+def gateway_runner(app: web.Application, settings: Settings, metrics: Metrics, *,
+                   live_access_log: bool = False) -> GatewayRunner:
+    """The runner of the gateway's main listener, with every limit of `settings.server`.
+
+    With `live_access_log` (a served process, whose reloads may turn the access log on or off)
+    the access logger is always attached, and `log.access_log` is its `disabled` switch."""
     server = settings.server
     limits = ListenerLimits(max_connections=server.max_connections,
                             header_timeout=server.client_header_timeout_seconds,
                             max_header_bytes=server.max_header_bytes)
     return GatewayRunner(
         app, limits=limits, metrics=metrics, access_log_class=JsonAccessLogger,
-        access_log=access_logger if settings.log.access_log else None,
+        access_log=access_logger if settings.log.access_log or live_access_log else None,
         auto_decompress=False, keepalive_timeout=KEEPALIVE_TIMEOUT,
         shutdown_timeout=server.shutdown_timeout_seconds)
 

@@ -125,7 +125,10 @@ class Reloader:
         while True:
             await clock.sleep(every)
             if self.files_changed():
-                self.reload("file_change")
+                try:
+                    self.reload("file_change")
+                except Exception:  # a bug; the watch goes on, and the next change is applied
+                    log.exception("config_reload_failed", trigger="file_change")
 
     def _count(self, outcome: Outcome) -> Outcome:
         self._metrics.config_reloads.labels(outcome=outcome).inc()

@@ -1,5 +1,9 @@
 """Running the gateway: listeners, signals, and a graceful shutdown.
 
+On SIGHUP, and when a file the configuration was read from changes (polled every
+`reload.POLL_SECONDS`), the configuration is read again and its live settings applied
+(gateway/reload.py): an invalid one is refused and the running one keeps serving.
+
 On SIGTERM or SIGINT: `/ready` turns 503 (for `server.shutdown_delay_seconds` the listeners
 still accept, so a load balancer sees it), then the listeners stop accepting, open WebSockets are
 closed with 1001 (going away), in-flight requests get `server.shutdown_timeout_seconds` to
@@ -10,16 +14,24 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from pathlib import Path
 
 from aiohttp import web
+from aiohttp.log import access_logger
 
-from gateway.app import create_app, create_metrics_app
+from gateway.app import RECONFIGURE, create_app, create_metrics_app
 from gateway.config import Settings
 from gateway.health import HEALTH
 from gateway.listener import gateway_runner
-from gateway.observability.logging import count_dropped_lines, flush_logs, get_logger
+from gateway.observability.logging import (
+    count_dropped_lines,
+    flush_logs,
+    get_logger,
+    set_log_level,
+)
 from gateway.observability.metrics import Metrics
 from gateway.observability.tracing import setup_tracing
+from gateway.reload import POLL_SECONDS, Apply, Reloader
 from gateway.upstream.websocket import OPEN_SOCKETS
 
 log = get_logger(__name__)
@@ -30,12 +42,25 @@ def _host_port(listen: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _process_settings(app_apply: Apply) -> Apply:
+    """The reload's apply: the app's live settings, and the process's log settings."""
+    def apply(settings: Settings) -> None:
+        app_apply(settings)
+        set_log_level(settings.log.level)
+        access_logger.disabled = not settings.log.access_log
+
+    return apply
+
+
 async def serve(settings: Settings, *, stop: asyncio.Event | None = None,
-                reuse_port: bool = False, metrics_listener: bool = True) -> None:
+                reuse_port: bool = False, metrics_listener: bool = True,
+                config: Path | None = None, reload_poll_seconds: float = POLL_SECONDS) -> None:
     """Serve until `stop` is set or a termination signal arrives.
 
     A worker of `gateway.workers` binds `server.listen` with `reuse_port` beside its siblings
     and opens no metrics listener (`metrics_listener=False`): its supervisor serves /metrics.
+    `config` is the TOML file `settings` were read from (None: the environment only); a
+    reload reads it, the environment and the secret files again.
     """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -45,7 +70,12 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None,
     count_dropped_lines(metrics.log_lines_lost)
     tracing = setup_tracing()
     app = create_app(settings, metrics=metrics, tracing=tracing)
-    runner = gateway_runner(app, settings, metrics)
+    access_logger.disabled = not settings.log.access_log
+    reloader = Reloader(settings, _process_settings(app[RECONFIGURE]), metrics, path=config)
+    loop.add_signal_handler(signal.SIGHUP, reloader.reload, "sighup")
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})  # a worker starts with it blocked
+    watcher = asyncio.create_task(reloader.watch_files(every=reload_poll_seconds))
+    runner = gateway_runner(app, settings, metrics, live_access_log=True)
     metrics_runner = web.AppRunner(create_metrics_app(metrics), access_log=None)
     await runner.setup()
     await metrics_runner.setup()
@@ -61,6 +91,8 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None,
         await stop.wait()
     finally:
         log.info("shutting_down", drain_seconds=settings.server.shutdown_timeout_seconds)
+        watcher.cancel()
+        loop.remove_signal_handler(signal.SIGHUP)
         app[HEALTH].shutting_down = True
         await asyncio.sleep(settings.server.shutdown_delay_seconds)
         await app[OPEN_SOCKETS].close_all()

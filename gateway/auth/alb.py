@@ -91,10 +91,19 @@ PUBLIC_KEYS_PREFIX = "/oauth2/public-keys/"
 
 
 class AlbKeys:
-    """The endpoints serving the signer's public key: as a JWKS, and as PEM by kid."""
+    """The endpoints serving the signers' public keys: as a JWKS, and as PEM by kid.
 
-    def __init__(self, signer: AlbDataSigner) -> None:
-        self._signer = signer
+    The first signer signs; the others are the keys of older session secrets still configured
+    (a rotation under way), served so that an assertion signed before the rotation verifies.
+    """
+
+    def __init__(self, signers: list[AlbDataSigner]) -> None:
+        self.use(signers)
+
+    def use(self, signers: list[AlbDataSigner]) -> None:
+        """Serve these signers' keys from now on (a reload)."""
+        self._jwks = [signer.jwk for signer in signers]
+        self._pems = {signer.kid: signer.public_pem for signer in signers}
 
     def endpoints(self) -> dict[str, Endpoint]:
         return {"/oauth2/jwks.json": Endpoint({"GET": self.jwks})}
@@ -103,11 +112,12 @@ class AlbKeys:
         return {PUBLIC_KEYS_PREFIX: Endpoint({"GET": self.public_key})}
 
     async def jwks(self, _request: web.Request) -> web.StreamResponse:
-        return json_response(200, {"keys": [self._signer.jwk]},
+        return json_response(200, {"keys": self._jwks},
                              headers={"Cache-Control": "max-age=3600"})
 
     async def public_key(self, request: web.Request) -> web.StreamResponse:
-        if request[TARGET].path[len(PUBLIC_KEYS_PREFIX):] != self._signer.kid:
+        pem = self._pems.get(request[TARGET].path[len(PUBLIC_KEYS_PREFIX):])
+        if pem is None:
             raise web.HTTPNotFound(text="unknown key id")
-        return web.Response(text=self._signer.public_pem, content_type="application/x-pem-file",
+        return web.Response(text=pem, content_type="application/x-pem-file",
                             headers={"Cache-Control": "max-age=3600"})

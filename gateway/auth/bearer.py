@@ -28,7 +28,12 @@ class BearerTokens:
                  clock: Clock = SYSTEM_CLOCK) -> None:
         self._verify = verify
         self._headers = headers
+        self._clock = clock
         self._verified: BoundedCache[str, Principal] = BoundedCache(CACHE_SIZE, clock=clock)
+
+    def forget(self) -> None:
+        """Verify and build every token's principal again (a reload changed its headers)."""
+        self._verified = BoundedCache(CACHE_SIZE, clock=self._clock)
 
     async def principal(self, token: str) -> Principal:
         """The token's principal; InvalidBearerToken when it does not verify."""

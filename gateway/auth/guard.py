@@ -114,6 +114,10 @@ class Guard:
         self._principals = principals
         self._decisions = metrics.auth_decisions
 
+    def use_policy(self, policy: AccessPolicy) -> None:
+        """Decide with `policy` from now on (a reload changed the rules)."""
+        self._policy = policy
+
     def route(self, method: str, target: RequestTarget | None) -> Route:
         return self._policy.route(method, target)
 

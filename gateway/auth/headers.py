@@ -20,6 +20,11 @@ class IdentityHeaders:
         self._pass_access_token = settings.pass_access_token
         self._pass_unverified_email = settings.pass_unverified_email
 
+    def use_signer(self, alb: AlbDataSigner) -> None:
+        """Sign `x-amzn-oidc-data` with `alb` from now on (a reload rotated the session key)."""
+        if self._alb is not None:
+            self._alb = alb
+
     def build(self, identity: Identity, *, access_token: str | None,
               exp: float) -> dict[str, str]:
         """The headers for `identity`, valid until `exp` (callers cache them per token)."""

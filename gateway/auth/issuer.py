@@ -23,6 +23,10 @@ class SessionIssuer:
         self._clock = clock
         self._provider = provider
 
+    def use(self, settings: Settings) -> None:
+        """Issue sessions under these settings from now on (a reload)."""
+        self._settings = settings
+
     async def sign_in(self, tokens: TokenResponse, *, nonce: str) -> Session:
         """A fresh session (new id: no fixation) from a code exchange."""
         if tokens.id_token is None:

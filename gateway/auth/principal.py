@@ -81,8 +81,13 @@ class Principals:
         self._sessions = sessions
         self._bearer = bearer
         self._headers = headers
+        self._clock = clock
         self._built: BoundedCache[tuple[str, float], tuple[Mapping[str, str], frozenset[str]]] = (
             BoundedCache(HEADERS_CACHE_SIZE, clock=clock))
+
+    def forget_headers(self) -> None:
+        """Build every session's headers again (a reload changed how they are signed)."""
+        self._built = BoundedCache(HEADERS_CACHE_SIZE, clock=self._clock)
 
     async def of(self, request: web.Request) -> Principal | None:
         """The request's principal; InvalidBearerToken for a bearer token that fails."""

@@ -57,6 +57,10 @@ class SignIn:
         self._sessions = sessions
         self._metrics = metrics
 
+    def use(self, settings: SignInSettings) -> None:
+        """Sign in with these settings from now on (a reload)."""
+        self._settings = settings
+
     def endpoints(self) -> dict[str, Endpoint]:
         return {"/oauth2/sign_in": Endpoint({"GET": self.sign_in}),
                 "/oauth2/callback": Endpoint({"GET": self.callback})}

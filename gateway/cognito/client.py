@@ -121,6 +121,10 @@ class TokenClient:
         self._secret = client_secret
         self._metrics = metrics
 
+    def use_secret(self, client_secret: str) -> None:
+        """Authenticate with this client secret from the next call on (a reload)."""
+        self._secret = client_secret
+
     async def exchange_code(self, *, code: str, redirect_uri: str,
                             code_verifier: str | None) -> TokenResponse:
         """Trade an authorization code for tokens."""

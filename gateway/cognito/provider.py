@@ -45,6 +45,13 @@ class IdentityProvider:
         self._client: TokenClient | None = None
         self._verifier: TokenVerifier | None = None
 
+    def use(self, settings: Settings) -> None:
+        """Talk to the IdP with these settings from now on (a reload: the client secret); the
+        next token call authenticates with the new secret."""
+        self._settings = settings
+        if self._client is not None:
+            self._client.use_secret(settings.cognito.client_secret)
+
     @property
     def ready(self) -> bool:
         return self._verifier is not None and self._jwks is not None and self._jwks.loaded

@@ -28,6 +28,11 @@ class StartupDoctor:
         self._settings = settings
         self._facts: AppClientFacts | None = None
 
+    def use(self, settings: Settings) -> None:
+        """Check these settings on the next `run` (a reload); until it has read the app client
+        again, no cause is confirmed."""
+        self._settings, self._facts = settings, None
+
     async def run(self) -> None:
         """Read the facts and log every finding; never raises for an unreadable API."""
         facts, findings = await check_app_client(self._settings)

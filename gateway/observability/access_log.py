@@ -35,6 +35,8 @@ class JsonAccessLogger(AbstractAccessLogger):
     deciding rule (`rule`) of a request the guard decided on."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        if self.logger.disabled:  # `log.access_log = false`, perhaps since a reload
+            return
         trace_id = request.get(TRACE_ID)
         rule = request.get(RULE)
         write_rendered(
@@ -49,7 +51,8 @@ class JsonAccessLogger(AbstractAccessLogger):
 
     @property
     def enabled(self) -> bool:
-        return self.logger.isEnabledFor(logging.INFO)
+        """Asked by aiohttp once per connection: False skips even the timing."""
+        return not self.logger.disabled and self.logger.isEnabledFor(logging.INFO)
 
 
 def _text(value: str | None) -> str:

@@ -104,6 +104,11 @@ def configure_logging(level: str = "info", stream: TextIO | None = None) -> None
     root.setLevel(level.upper())
 
 
+def set_log_level(level: str) -> None:
+    """Change the level of every logger at once (a reload)."""
+    logging.getLogger().setLevel(level.upper())
+
+
 ACCESS_FLUSH_SECONDS = 0.1
 
 

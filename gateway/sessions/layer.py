@@ -16,6 +16,9 @@ written, so no handler can forget to, and so a refresh finished in the backgroun
 browser on the next response of its session. It adds `Set-Cookie` headers itself: aiohttp
 serialises `response.cookies` before that signal.
 
+A cookie sealed with a retired session key (a rotation, sessions/cipher.py) is written again,
+sealed with the first key, on the next response.
+
 A request whose cookie can no longer be used (unreadable, lifetime over, signed out, the
 refresh rejected) has its cookie deleted and counts in
 `cognito_gateway_reauthentications_total{reason}`.
@@ -46,6 +49,7 @@ class SessionState:
     current: Session | None
     own_cookies: dict[str, str] = field(default_factory=dict)
     clear: bool = False
+    reseal: bool = False  # the cookie was sealed with a retired session key
 
 
 SESSION_STATE = web.RequestKey("session_state", SessionState)
@@ -134,7 +138,7 @@ class SessionLayer:
         current = state.current
         if current is None:
             headers = cookies.deletions(state.own_cookies) if state.clear else []
-        elif self._store.cookie_changed(state.carried, current):
+        elif state.reseal or self._store.cookie_changed(state.carried, current):
             headers = cookies.chunks(self._store.cookie_value(current),
                                      present=state.own_cookies,
                                      max_age=self._store.max_age(current))
@@ -155,7 +159,8 @@ class SessionLayer:
                 if state.clear:
                     self._metrics.reauthentications.labels(reason=loaded.value).inc()
             else:
-                state = SessionState(loaded, self._refresher.newest(loaded), own)
+                state = SessionState(loaded, self._refresher.newest(loaded), own,
+                                     reseal=self._store.sealed_with_retired_key(request))
             request[SESSION_STATE] = state
         return state
 

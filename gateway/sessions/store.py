@@ -49,6 +49,19 @@ class SessionStore(ABC):
         """True when the browser's cookie must be rewritten for `current`."""
         return current is not carried
 
+    def sealed_with_retired_key(self, request: web.BaseRequest) -> bool:
+        """True when the request's cookie was sealed with a key other than the first session
+        key (a rotation is under way): its response seals it again with the first."""
+        if not self.cipher.rotating:
+            return False
+        sealed = self.cookies.read(request)
+        return sealed is not None and not self.cipher.current(sealed)
+
+    def rekey(self, keys: list[str]) -> None:
+        """Use these session keys from now on (a reload): a cookie no key opens is no
+        session, even one this store has already read."""
+        self.cipher.rekey(keys)
+
     async def persist(self, session: Session) -> None:  # noqa: B027 - the cookie is the store
         """Keep a new or refreshed session where the store keeps sessions."""
 
@@ -109,6 +122,10 @@ class CookieSessionStore(SessionStore):
 
     def cookie_value(self, session: Session) -> str:
         return self.cipher.seal(session.to_dict())
+
+    def rekey(self, keys: list[str]) -> None:
+        super().rekey(keys)
+        self._decoded = BoundedCache(DECODED_CACHE_SIZE, clock=self.clock)
 
     async def forget(self, session: Session) -> None:
         self._signed_out.put(session.sid, True, expires_at=session.expires_at)

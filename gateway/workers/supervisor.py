@@ -12,7 +12,8 @@ SO_REUSEPORT so that the kernel spreads connections over them. It serves `/metri
   `server.shutdown_delay_seconds`, then drains within `server.shutdown_timeout_seconds`); a
   worker still running `STOP_MARGIN_SECONDS` after both is killed with SIGKILL
   (`workers_killed`). Exit 0.
-- SIGHUP is forwarded to every worker.
+- SIGHUP is forwarded to every worker. A worker still starting gets it once it can reload
+  (it starts with SIGHUP blocked), so a reload never kills a worker.
 - Every worker holds the read end of a pipe whose write end only the supervisor has: when the
   supervisor dies, even by SIGKILL, the kernel closes it and each worker shuts down by itself.
 """
@@ -67,6 +68,7 @@ class Supervisor:
         self.stopping = asyncio.Event()
         self.failed = False
         self._lifeline = -1
+        self._spawning = asyncio.Lock()
 
     @property
     def stop_within(self) -> float:
@@ -146,12 +148,20 @@ class Supervisor:
 
     async def _run_once(self, slot: int) -> tuple[str, dict[str, float | str]]:
         """Start the worker of `slot` and wait until it exits; the log event saying how."""
-        try:
-            process = await asyncio.create_subprocess_exec(
-                *self.command, LIFELINE_FLAG, str(self._lifeline), pass_fds=(self._lifeline,),
-                stdin=subprocess.DEVNULL, env=os.environ | self.metrics.worker_env())
-        except OSError as exc:
-            return "worker_start_failed", {"error": str(exc)}
+        # The worker starts with SIGHUP blocked (the mask survives exec) and unblocks it once it
+        # can reload: a SIGHUP forwarded while it starts waits for it instead of killing it.
+        # One spawn at a time, so that no spawn restores a mask another one set.
+        async with self._spawning:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+            try:
+                process = await asyncio.create_subprocess_exec(
+                    *self.command, LIFELINE_FLAG, str(self._lifeline),
+                    pass_fds=(self._lifeline,), stdin=subprocess.DEVNULL,
+                    env=os.environ | self.metrics.worker_env())
+            except OSError as exc:
+                return "worker_start_failed", {"error": str(exc)}
+            finally:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
         self.processes[slot] = process
         log.info("worker_started", worker=slot, pid=process.pid)
         if self.stopping.is_set():
