@@ -72,8 +72,8 @@ class ServerSettings:
         1, "Worker processes sharing `listen` (SO_REUSEPORT); a supervisor restarts a dead one "
         "and /metrics reports the sum over workers.", check=at_least(1))
     max_connections: int = _setting(
-        10000, "Client connections served at once per worker; further connections wait in the "
-        "listen backlog until one closes.", check=at_least(1))
+        10000, "Client connections served at once per worker; one more is answered 503 and "
+        "closed.", check=at_least(1))
     max_header_bytes: int = _setting(
         65536, "Longest request line or header line accepted from a client (larger: 431/400); "
         "Cognito-sized session cookies need well over the common 8 KiB.", check=at_least(1024))

@@ -96,7 +96,9 @@ class WebSocketRelay:
         self._sockets = sockets
         self._failures = failures
         self._max_sockets = max_sockets
-        self._max_message = max_message_bytes
+        # aiohttp refuses a message of exactly max_msg_size (its check is `>=`): one more byte
+        # makes `max_message_bytes` itself the largest message relayed, as documented.
+        self._max_message = max_message_bytes + 1
         self._clock = clock
 
     async def relay(self, request: web.Request, client: aiohttp.ClientSession, url: URL,
