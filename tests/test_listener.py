@@ -134,3 +134,19 @@ def open_connections(gateway: RunningGateway) -> int:
     server = gateway.runner.server
     assert isinstance(server, GatewayServer)
     return server.open_connections
+
+
+@pytest.mark.parametrize(("extra", "status"), [
+    pytest.param(0, 200, id="a header of exactly max_header_bytes: served"),
+    pytest.param(1, 431, id="one byte more: 431"),
+])
+async def test_a_header_line_at_the_size_limit_is_served_and_one_byte_more_is_refused(
+        gateway: RunningGateway, extra: int, status: int) -> None:
+    """max_header_bytes = 16384 counts the header's value (what a large cookie grows)."""
+    value = b"v" * (16384 + extra)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port_of(gateway))
+    writer.write(b"GET /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\nX-Pad: " + value
+                 + b"\r\n\r\n")
+    answer = await read_all(reader)
+    writer.close()
+    assert answer.startswith((f"HTTP/1.1 {status} ".encode(), f"HTTP/1.0 {status} ".encode()))
