@@ -30,7 +30,7 @@ from gateway.observability.logging import (
     set_log_level,
 )
 from gateway.observability.metrics import Metrics
-from gateway.observability.tracing import setup_tracing
+from gateway.observability.tracing_setup import setup_tracing
 from gateway.reload import POLL_SECONDS, Apply, Reloader
 from gateway.upstream.websocket import OPEN_SOCKETS
 

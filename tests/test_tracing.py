@@ -34,10 +34,9 @@ from gateway.observability.tracing import (
     add_trace_id,
     http_method_label,
     log_ids_source,
-    reason_tracing_is_off,
-    setup_tracing,
     span_attributes,
 )
+from gateway.observability.tracing_setup import reason_tracing_is_off, setup_tracing
 from tests.conftest import log_events
 
 ENDPOINT = "http://collector.example:4318"
@@ -146,7 +145,8 @@ class TestSetupTracing:
     def test_tracing_off_never_imports_opentelemetry(self, environ: dict[str, str]) -> None:
         """Off costs no import: a fresh interpreter has no opentelemetry module loaded."""
         script = ("import sys\n"
-                  "from gateway.observability.tracing import setup_tracing, TRACING_OFF\n"
+                  "from gateway.observability.tracing import TRACING_OFF\n"
+                  "from gateway.observability.tracing_setup import setup_tracing\n"
                   "assert setup_tracing() is TRACING_OFF\n"
                   "loaded = sorted(m for m in sys.modules if m.startswith('opentelemetry'))\n"
                   "print(','.join(loaded))\n")

@@ -34,8 +34,8 @@ from gateway.observability.tracing import (
     HTTP_STATUS_CODE,
     OUTCOME,
     Tracing,
-    setup_tracing,
 )
+from gateway.observability.tracing_setup import setup_tracing
 from tests.conftest import ALICE, Secrets, gateway_env, log_events, sign_in_cookies, start_gateway
 from tests.support.otlp_receiver import OtlpReceiver
 from tests.support.redis_servers import RedisServer

@@ -39,8 +39,8 @@ from gateway.observability.tracing import (
     Tracing,
     add_trace_id,
     log_ids_source,
-    setup_tracing,
 )
+from gateway.observability.tracing_setup import setup_tracing
 from gateway.upstream.forwarding import TrustedProxies
 from tests.conftest import log_events, serve
 from tests.support.otlp_receiver import PROTOBUF, OtlpReceiver, ReceivedSpan
