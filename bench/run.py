@@ -21,9 +21,9 @@ from types import FrameType
 from typing import Any
 
 from bench import clients, gateway, interpreter, nginx, profiling, report, results
-from bench.cli import PROJECT, Options
 from bench.deps import MissingDependency, ensure_load_tools
 from bench.idp import SignInFailed
+from bench.options import PROJECT, Options
 from bench.procfs import MachineLoad
 from bench.scenarios import SCENARIOS, CheckFailed, RunSettings, Scenario, Values
 from bench.services import ServiceError
