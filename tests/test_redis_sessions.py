@@ -90,12 +90,6 @@ async def replicas(idp: DevIdp, upstream: str, gateway_url: str,
             await runner.cleanup()
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
-        yield session
-
-
 async def _get(http: aiohttp.ClientSession, url: str, cookie: str) -> int:
     async with http.get(url, headers={"Cookie": cookie, "Accept": "application/json"}) as resp:
         await resp.read()

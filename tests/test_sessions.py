@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import socket
-from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import aiohttp
@@ -27,12 +26,6 @@ from tests.support.browser import ScriptedBrowser
 from tests.support.ports import listening_socket
 
 BIG_ATTRIBUTES = {f"custom:attr{i}": "v" * 60 for i in range(12)}
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
-        yield session
 
 
 async def _status(http: aiohttp.ClientSession, url: str, cookie: str) -> int:
