@@ -176,7 +176,7 @@ async def _rss_peak(pid: int) -> AsyncIterator[list[float]]:
 def transfer(direction: str) -> Measure:
     """One streamed 100 MB download or upload; MB/s, CPU per MB and the peak RSS."""
 
-    async def measure(stack: Stack, target: str, settings: RunSettings) -> Values:
+    async def measure(stack: Stack, target: str, _settings: RunSettings) -> Values:
         headers = await stack.credentials(target)
         service = _service(target)
         size = nginx.DOWNLOAD_BYTES

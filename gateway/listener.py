@@ -101,7 +101,8 @@ class GatewayRequestHandler(RequestHandler):
 
     def handle_error(self, request: web.BaseRequest, status: int = 500,
                      exc: BaseException | None = None,
-                     message: str | None = None) -> web.StreamResponse:
+                     message: str | None = None,  # noqa: ARG002 - aiohttp's signature
+                     ) -> web.StreamResponse:
         if isinstance(exc, ExchangeAborted) or request.writer.output_size > 0:
             # A response started (or the client left): another one would follow the first
             # on the wire. aiohttp closes the connection on this ConnectionError, so the

@@ -101,8 +101,9 @@ async def test_fifty_concurrent_requests_at_expiry_refresh_exactly_once(
     assert all("_cognito_gateway=" in set_cookie for _, set_cookie in results)
 
 
+@pytest.mark.usefixtures("idp")
 async def test_refreshed_cookie_carries_the_rotated_refresh_token(
-        make_gateway: GatewayFactory, idp: DevIdp, http: aiohttp.ClientSession,
+        make_gateway: GatewayFactory, http: aiohttp.ClientSession,
         secrets: Secrets, clock: ManualClock) -> None:
     """After a refresh with rotation, the session holds the new refresh token."""
     gateway = await make_gateway(**SHORT)

@@ -386,9 +386,10 @@ class TestNothingLost:
 
 
 @pytest.mark.redis
+@pytest.mark.usefixtures("secrets")
 async def test_with_redis_a_background_refresh_is_kept_server_side(
         make_gateway: GatewayFactory, idp: DevIdp, clock: ManualClock,
-        http: aiohttp.ClientSession, secrets: Secrets, tmp_path: Path) -> None:
+        http: aiohttp.ClientSession, tmp_path: Path) -> None:
     """Redis store: a due refresh runs in the background (the request does not wait for the
     slow IdP) and is saved in Redis; the browser's cookie (only the session id) never changes,
     and the next refresh spends the rotated token."""

@@ -249,8 +249,9 @@ async def test_cors_preflight_is_let_through_by_a_method_rule(gateway: RunningGa
     assert answered == 401
 
 
+@pytest.mark.usefixtures("idp")
 async def test_partner_area_signs_in_at_its_identity_provider(
-        gateway: RunningGateway, idp: DevIdp, secrets: Secrets) -> None:
+        gateway: RunningGateway, secrets: Secrets) -> None:
     """A navigation to the partner area goes to /authorize with identity_provider=PartnerSAML,
     straight to the partner's sign-in page; once signed in there, the linked pool user (in
     the partner's group) lands on the page asked for."""

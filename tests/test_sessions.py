@@ -78,8 +78,9 @@ async def test_tampered_cookie_is_no_session(gateway: RunningGateway,
     assert await _status(http, f"{gateway.url}/x", cookie) == 200
 
 
+@pytest.mark.usefixtures("make_gateway")
 async def test_new_key_in_front_keeps_sessions_and_old_key_removed_ends_them(
-        make_gateway: GatewayFactory, idp: DevIdp, http: aiohttp.ClientSession,
+        idp: DevIdp, http: aiohttp.ClientSession,
         upstream: str, gateway_url: str, gateway_socket: socket.socket) -> None:
     """Key rotation: [new, old] still reads old cookies and writes with the new key."""
     old_key = Fernet.generate_key().decode()

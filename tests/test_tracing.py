@@ -54,7 +54,7 @@ def no_otel_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def trace_ids_in_logs(log_buffer: io.StringIO) -> None:
+def trace_ids_in_logs(log_buffer: io.StringIO) -> None:  # noqa: ARG001 - logging set up first
     """The gateway's logging (`log_buffer` configures it per test) with `add_trace_id` after
     the context variables, as the gateway wires it."""
     processors = list(structlog.get_config()["processors"])
@@ -205,8 +205,8 @@ class TestTracingOff:
         with pytest.raises(LookupError, match="raised inside"), factory():
             raise LookupError("raised inside")
 
-    def test_log_lines_get_no_trace_id(self, trace_ids_in_logs: None,
-                                       log_buffer: io.StringIO) -> None:
+    @pytest.mark.usefixtures("trace_ids_in_logs")
+    def test_log_lines_get_no_trace_id(self, log_buffer: io.StringIO) -> None:
         """Off, `add_trace_id` adds nothing to a line logged inside a span."""
         with TRACING_OFF.server_span("GET", "proxy", {}, trusted_parent=False):
             structlog.get_logger("test").info("inside_a_span")

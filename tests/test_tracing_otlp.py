@@ -573,7 +573,7 @@ class TestLogs:
     """The trace id reaches the request's log lines."""
 
     @pytest.fixture(autouse=True)
-    def trace_ids_in_logs(self, log_buffer: io.StringIO) -> None:
+    def trace_ids_in_logs(self, log_buffer: io.StringIO) -> None:  # noqa: ARG002 - set up first
         processors = list(structlog.get_config()["processors"])
         if add_trace_id not in processors:
             merge = processors.index(structlog.contextvars.merge_contextvars)
@@ -599,7 +599,7 @@ class TestLogs:
         assert "trace_id" not in lines["outside"]
 
     def test_shutdown_takes_the_trace_ids_off_the_logs(self, make_tracing: TracingFactory,
-                                                        log_buffer: io.StringIO) -> None:
+                                                        ) -> None:
         """After shutdown the processor reads nothing again."""
         tracing = make_tracing()
         assert log_ids_source() is not None

@@ -124,7 +124,7 @@ async def fuzz_target() -> AsyncIterator[tuple[ScriptedUpstream, UpstreamClient,
     await upstream.close()
 
 
-async def _never(exchange: RawExchange) -> None:
+async def _never(_exchange: RawExchange) -> None:
     raise AssertionError("replaced before use")
 
 

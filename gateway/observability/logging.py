@@ -133,7 +133,7 @@ class _Handler(logging.StreamHandler[TextIO]):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             line = self.format(record)
-        except Exception:  # a bug in a processor: logging's own report of it
+        except Exception:  # noqa: BLE001 - a bug in a processor: logging's own report of it
             self.handleError(record)
             return
         self.pending.append(line + self.terminator)

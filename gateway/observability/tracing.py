@@ -230,12 +230,15 @@ class _TracingOff:
     __slots__ = ()
     enabled = False
 
-    def server_span(self, method: str, route: str | None, headers: Mapping[str, str], *,
-                    trusted_parent: bool) -> AbstractContextManager[Span]:
+    # The parameters are the Tracing protocol's (callers pass some by keyword); off, none
+    # of them matters.
+    def server_span(self, method: str, route: str | None,  # noqa: ARG002 - protocol
+                    headers: Mapping[str, str], *,  # noqa: ARG002 - protocol
+                    trusted_parent: bool) -> AbstractContextManager[Span]:  # noqa: ARG002
         return SPAN_OFF
 
-    def client_span(self, name: ClientSpanName,
-                    attributes: Mapping[str, AttributeValue] | None = None,
+    def client_span(self, name: ClientSpanName,  # noqa: ARG002 - protocol
+                    attributes: Mapping[str, AttributeValue] | None = None,  # noqa: ARG002
                     ) -> AbstractContextManager[Span]:
         return SPAN_OFF
 
@@ -245,7 +248,7 @@ class _TracingOff:
     def trace_id(self) -> None:
         return None
 
-    def force_flush(self, timeout_seconds: float = 5.0) -> bool:
+    def force_flush(self, timeout_seconds: float = 5.0) -> bool:  # noqa: ARG002 - protocol
         return True
 
     def shutdown(self, timeout_seconds: float = 5.0) -> None:

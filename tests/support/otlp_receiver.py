@@ -153,7 +153,7 @@ class OtlpReceiver:
     def _run(self) -> None:
         try:
             asyncio.run(self._serve())
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - start() raises from it
             self._failure = exc
             self._started.set()
 
