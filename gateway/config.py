@@ -370,25 +370,33 @@ def _coerce(value: Any, hint: Any, *, from_env: bool) -> Any:
     if typing.get_origin(hint) is list:
         return _coerce_list(value, from_env=from_env)
     if hint is bool:
-        if isinstance(value, bool):
-            return value
-        if from_env and isinstance(value, str) and value.lower() in _BOOLS:
-            return _BOOLS[value.lower()]
-        raise ValueError("must be true or false")
+        return _coerce_bool(value, from_env=from_env)
     if hint is int or hint is float:
-        if isinstance(value, bool):
-            raise ValueError(f"must be a number, not {value!r}")
-        if isinstance(value, (int, float)) and (hint is float or isinstance(value, int)):
-            return hint(value)
-        if from_env and isinstance(value, str):
-            try:
-                return hint(value)
-            except ValueError:
-                pass
-        raise ValueError(f"must be {'an integer' if hint is int else 'a number'}, not {value!r}")
+        return _coerce_number(value, hint, from_env=from_env)
     if not isinstance(value, str):
         raise ValueError(f"must be a string, not {value!r}")
     return value
+
+
+def _coerce_bool(value: Any, *, from_env: bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    if from_env and isinstance(value, str) and value.lower() in _BOOLS:
+        return _BOOLS[value.lower()]
+    raise ValueError("must be true or false")
+
+
+def _coerce_number(value: Any, hint: type[int] | type[float], *, from_env: bool) -> int | float:
+    if isinstance(value, bool):
+        raise ValueError(f"must be a number, not {value!r}")
+    if isinstance(value, (int, float)) and (hint is float or isinstance(value, int)):
+        return hint(value)
+    if from_env and isinstance(value, str):
+        try:
+            return hint(value)
+        except ValueError:
+            pass
+    raise ValueError(f"must be {'an integer' if hint is int else 'a number'}, not {value!r}")
 
 
 def _coerce_list(value: Any, *, from_env: bool) -> list[str]:
@@ -413,6 +421,10 @@ _BOOLS = {"true": True, "1": True, "yes": True, "on": True,
 
 
 def _cross_checks(settings: Settings) -> list[ConfigProblem]:
+    return _required_settings(settings) + _conflicting_settings(settings)
+
+
+def _required_settings(settings: Settings) -> list[ConfigProblem]:
     problems = []
     c = settings.cognito
     if not settings.server.public_url:
@@ -427,6 +439,12 @@ def _cross_checks(settings: Settings) -> list[ConfigProblem]:
         problems.append(ConfigProblem("cognito.user_pool_id", "must look like <region>_<id>"))
     if not settings.session.secret:
         problems.append(ConfigProblem("session.secret", "is required: one or more Fernet keys"))
+    return problems
+
+
+def _conflicting_settings(settings: Settings) -> list[ConfigProblem]:
+    problems = []
+    c = settings.cognito
     if "openid" not in c.scopes:
         problems.append(ConfigProblem("cognito.scopes", "must include openid (the ID token is "
                                       "how the gateway learns who signed in)"))
