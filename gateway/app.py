@@ -152,6 +152,7 @@ def alb_signers(s: Settings) -> list[AlbDataSigner]:
 
 
 def sign_in_settings(s: Settings) -> SignInSettings:
+    """The part of `s` the sign-in endpoints read (rebuilt on each reload)."""
     return SignInSettings(s.server.public_url, s.redirect_uri, s.cognito.pkce,
                           s.identity_provider_names)
 

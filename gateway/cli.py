@@ -64,6 +64,7 @@ def _sessions_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `cognito-gateway` subcommand `argv` names; returns the process exit status."""
     args = _parser().parse_args(argv)
     if args.command == "run":
         return _run(args.config, args.workers, args.lifeline_fd)

@@ -53,6 +53,8 @@ def _setting(default: Any, doc: str, *, check: Check | None = None, secret: bool
 
 @dataclass(frozen=True)
 class ServerSettings:
+    """The [server] section: listeners, public URL, trusted proxies and limits."""
+
     listen: str = _setting("0.0.0.0:4180", "Address of the proxy and /oauth2/* endpoints.",
                            check=host_port)
     metrics_listen: str = _setting("0.0.0.0:9464", "Address of the /metrics listener.",
@@ -87,6 +89,8 @@ class ServerSettings:
 
 @dataclass(frozen=True)
 class UpstreamSettings:
+    """The [upstream] section: the app behind the gateway and how it is reached."""
+
     url: str = _setting("http://127.0.0.1:8080", "The app behind the gateway.", check=http_url)
     timeout_seconds: float = _setting(
         60.0, "Connect and idle-read timeout; long downloads and SSE streams are not cut.",
@@ -104,6 +108,8 @@ class UpstreamSettings:
 
 @dataclass(frozen=True)
 class CognitoSettings:
+    """The [cognito] section: the user pool, its domain and the app client."""
+
     region: str = _setting("", "AWS region of the user pool (default: taken from user_pool_id).")
     user_pool_id: str = _setting("", "User pool id, e.g. eu-west-1_AbCdEf123.")
     domain: str = _setting(
@@ -134,6 +140,8 @@ class CognitoSettings:
 
 @dataclass(frozen=True)
 class SessionSettings:
+    """The [session] section: where sessions live, their cookie and lifetime."""
+
     store: str = _setting("cookie", "Session store: cookie (no infrastructure) or redis.",
                           check=one_of("cookie", "redis"))
     cookie_name: str = _setting("_cognito_gateway", "Name of the session cookie.")
@@ -167,6 +175,8 @@ class SessionSettings:
 
 @dataclass(frozen=True)
 class AuthSettings:
+    """The [auth] section: which paths are public or APIs, and who is let in."""
+
     public_paths: list[str] = _setting(
         [], "Glob paths served without sign-in (e.g. /health, /static/*).", check=each(path_glob))
     api_paths: list[str] = _setting(
@@ -185,6 +195,8 @@ class AuthSettings:
 
 @dataclass(frozen=True)
 class HeadersSettings:
+    """The [headers] section: the identity headers sent upstream."""
+
     sets: list[str] = _setting(
         ["x-auth-request"], "Identity header sets sent upstream: x-auth-request, alb.",
         check=each(one_of("x-auth-request", "alb")))
@@ -196,12 +208,16 @@ class HeadersSettings:
 
 @dataclass(frozen=True)
 class LogSettings:
+    """The [log] section: the level and the access log."""
+
     level: str = _setting("info", "Log level.", check=one_of("debug", "info", "warning", "error"))
     access_log: bool = _setting(True, "One JSON line per request.")
 
 
 @dataclass(frozen=True)
 class Settings:
+    """The whole configuration, one frozen dataclass per section, checked when loaded."""
+
     server: ServerSettings
     upstream: UpstreamSettings
     cognito: CognitoSettings

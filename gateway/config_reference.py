@@ -143,6 +143,7 @@ def _rule_keys() -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Print the reference, or with --check exit 1 when FILE differs from it."""
     parser = argparse.ArgumentParser(
         prog="python -m gateway.config_reference",
         description="Print the configuration reference (Markdown), or check a committed copy.")

@@ -24,6 +24,12 @@ from gateway.upstream.proxy import UpstreamProxy
 
 
 class Dispatcher:
+    """Routes each request to an endpoint, or through the guard to the upstream.
+
+    Unknown /oauth2/* paths get 404 and a wrong method 405; anything else is decided by the
+    guard, then signed in, refused, or proxied with its principal.
+    """
+
     def __init__(self, router: Router, guard: Guard, sign_in: SignIn,
                  proxy: UpstreamProxy) -> None:
         self._router = router

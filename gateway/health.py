@@ -18,6 +18,12 @@ from gateway.sessions.store import SessionStore
 
 
 class Health:
+    """/ping (the process answers) and /ready (the IdP and session store are usable).
+
+    /ready answers 503, naming the failing check, while the IdP is not ready, the session store
+    does not answer, or `shutting_down` is set (so a balancer drains the worker first).
+    """
+
     def __init__(self, provider: IdentityProvider, store: SessionStore, metrics: Metrics) -> None:
         self._provider = provider
         self._store = store

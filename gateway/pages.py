@@ -39,6 +39,7 @@ def html_page(status: int, title: str, body: str,
 
 def json_response(status: int, payload: dict[str, Any],
                   headers: dict[str, str] | None = None) -> web.Response:
+    """A JSON response with `Cache-Control: no-store` (plus any `headers`)."""
     return web.Response(status=status, text=json.dumps(payload), content_type="application/json",
                         headers={"Cache-Control": "no-store", **(headers or {})})
 

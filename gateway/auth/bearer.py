@@ -24,6 +24,12 @@ CACHE_SIZE = 4096  # verified tokens remembered, least recently used evicted
 
 
 class BearerTokens:
+    """Principals of `Authorization: Bearer` access tokens, verified once and cached.
+
+    A token's principal is kept in a bounded cache until the token expires; `forget()` empties
+    the cache when the identity headers change.
+    """
+
     def __init__(self, verify: Verify, headers: IdentityHeaders, *,
                  clock: Clock = SYSTEM_CLOCK) -> None:
         self._verify = verify

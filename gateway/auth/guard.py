@@ -35,6 +35,8 @@ REDIRECTABLE = frozenset({"GET", "HEAD"})
 
 @dataclass(frozen=True)
 class Decision:
+    """What the guard decided for one request: the outcome, the rule it followed, and who asked."""
+
     outcome: Outcome
     route: Route
     principal: Principal | None = None
@@ -109,6 +111,11 @@ def refusal(decision: Decision, *, return_to: str, page: bool,
 
 
 class Guard:
+    """Decides each request's outcome from the access policy and the request's principal.
+
+    Every decision is counted in `cognito_gateway_auth_decisions_total`.
+    """
+
     def __init__(self, policy: AccessPolicy, principals: Principals, metrics: Metrics) -> None:
         self._policy = policy
         self._principals = principals

@@ -17,6 +17,8 @@ from gateway.sessions.model import Session, new_session_id
 
 
 class SessionIssuer:
+    """Turns token responses into sessions: after a sign-in, and after each refresh."""
+
     def __init__(self, settings: Settings, provider: IdentityProvider, *,
                  clock: Clock = SYSTEM_CLOCK) -> None:
         self._settings = settings

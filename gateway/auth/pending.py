@@ -21,6 +21,8 @@ CALLBACK_PATH = "/oauth2/callback"
 
 @dataclass(frozen=True)
 class PendingSignIn:
+    """One sign-in under way: its OAuth state, nonce, PKCE verifier and the page to return to."""
+
     state: str
     nonce: str
     code_verifier: str | None
@@ -28,6 +30,8 @@ class PendingSignIn:
 
 
 class PendingSignIns:
+    """Sign-ins under way, each in its own sealed cookie named after a hash of its state."""
+
     def __init__(self, cookies: CookiePolicy, cipher: Cipher) -> None:
         self._cookies = cookies
         self._cipher = cipher

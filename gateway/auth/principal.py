@@ -76,6 +76,11 @@ class BearerPrincipals(Protocol):
 
 
 class Principals:
+    """Who makes a request: a bearer token's principal, else the session's, else nobody.
+
+    Identity headers are built once per session tokens and cached (bounded).
+    """
+
     def __init__(self, sessions: SessionLayer, bearer: BearerPrincipals | None,
                  headers: IdentityHeaders, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self._sessions = sessions

@@ -40,6 +40,8 @@ other value is shown as `idp_error`."""
 
 @dataclass(frozen=True)
 class SignInSettings:
+    """What the sign-in endpoints read from the settings (replaced whole on a reload)."""
+
     public_url: str
     redirect_uri: str
     pkce: bool
@@ -47,6 +49,11 @@ class SignInSettings:
 
 
 class SignIn:
+    """/oauth2/sign_in and /oauth2/callback: the redirect to the IdP and the code exchange.
+
+    A successful callback begins a session and redirects to the page first asked for.
+    """
+
     def __init__(self, settings: SignInSettings, *, provider: IdentityProvider,
                  pending: PendingSignIns, issuer: SessionIssuer, sessions: SessionLayer,
                  metrics: Metrics) -> None:

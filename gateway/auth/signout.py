@@ -36,11 +36,19 @@ RETURN_TTL = 300
 
 @dataclass(frozen=True)
 class SignOutSettings:
+    """What the sign-out endpoints read from the settings."""
+
     public_url: str
     logout_uri: str
 
 
 class SignOut:
+    """/oauth2/sign_out and /oauth2/signed_out: ending a session here and at the IdP.
+
+    Sign-out ends the session, closes its WebSockets, revokes its refresh token and redirects
+    to the IdP's logout; the IdP returns to /oauth2/signed_out.
+    """
+
     def __init__(self, settings: SignOutSettings, *, provider: IdentityProvider,
                  sessions: SessionLayer, sockets: OpenSockets, cookies: CookiePolicy,
                  metrics: Metrics) -> None:

@@ -78,6 +78,8 @@ class Switches:
 
 
 class Whoami:
+    """/oauth2/userinfo (who is signed in) and /oauth2/auth (forward-auth for another proxy)."""
+
     def __init__(self, guard: Guard, principals: Principals, trusted: TrustedProxies) -> None:
         self._guard = guard
         self._principals = principals

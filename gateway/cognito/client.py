@@ -58,6 +58,8 @@ class ConfirmCause(Protocol):
 
 @dataclass(frozen=True)
 class TokenResponse:
+    """The fields of a successful token endpoint response that the gateway uses."""
+
     access_token: str
     expires_in: int
     id_token: str | None

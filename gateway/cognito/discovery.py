@@ -18,6 +18,8 @@ from gateway.errors import DiscoveryError
 
 @dataclass(frozen=True)
 class ProviderMetadata:
+    """The endpoints of the IdP, from its OpenID discovery document."""
+
     issuer: str
     authorization_endpoint: str
     token_endpoint: str

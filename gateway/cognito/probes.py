@@ -32,6 +32,8 @@ from gateway.observability.metrics import Metrics
 
 
 class AuthorizeVerdict(enum.Enum):
+    """Where the IdP's /oauth2/authorize sent a probe request."""
+
     SIGN_IN = "sign_in"                      # on to the login page (or a code, silently)
     REDIRECT_MISMATCH = "redirect_mismatch"  # Cognito's error page: callback or client unknown
     ERROR = "error"                          # back to redirect_uri with error=<code>
@@ -40,6 +42,8 @@ class AuthorizeVerdict(enum.Enum):
 
 @dataclass(frozen=True)
 class AuthorizeProbe:
+    """What one probe of /oauth2/authorize found: its verdict, status and any OAuth error."""
+
     verdict: AuthorizeVerdict
     status: int
     error: str | None = None

@@ -22,6 +22,8 @@ _NAME_COLUMN = 18
 
 
 class Status(enum.Enum):
+    """A finding's verdict; FAIL makes `doctor` exit 1."""
+
     PASS = "PASS"  # noqa: S105 - a verdict, not a password
     WARN = "WARN"
     FAIL = "FAIL"

@@ -26,6 +26,8 @@ MAX_CHUNKS = 8
 
 @dataclass(frozen=True)
 class CookiePolicy:
+    """The session cookie's name and attributes, and its split into numbered chunks."""
+
     name: str
     secure: bool
     samesite: str

@@ -56,6 +56,8 @@ SESSION_STATE = web.RequestKey("session_state", SessionState)
 
 
 class SessionLayer:
+    """A request's session: loaded once, refreshed when due, written when the response starts."""
+
     def __init__(self, store: SessionStore, refresher: RefreshCoordinator, metrics: Metrics, *,
                  refresh_before: float, revalidate_after: float,
                  clock: Clock = SYSTEM_CLOCK) -> None:

@@ -50,6 +50,8 @@ class StoredSession:
 
 
 class RedisSessionStore(SessionStore):
+    """Sessions kept in Redis, indexed by user; the cookie carries only the session id."""
+
     def __init__(self, cookies: CookiePolicy, cipher: Cipher, settings: SessionSettings, *,
                  lock_seconds: float, clock: Clock = SYSTEM_CLOCK,
                  tracing: Tracing = TRACING_OFF) -> None:

@@ -30,6 +30,8 @@ SIGNED_OUT_SIZE = 100_000      # sessions signed out here, remembered until they
 
 
 class SessionStore(ABC):
+    """Where sessions live, and what the session cookie carries to find them."""
+
     def __init__(self, cookies: CookiePolicy, cipher: Cipher, lifetime: int, *,
                  clock: Clock = SYSTEM_CLOCK) -> None:
         self.cookies = cookies

@@ -90,6 +90,8 @@ def failure_reason(exc: BaseException) -> str | None:
 
 
 class UpstreamFailures:
+    """Translates upstream network failures into gateway errors, and counts each by reason."""
+
     def __init__(self, metrics: Metrics) -> None:
         errors = metrics.upstream_errors
         self._counters = {reason: errors.labels(reason=reason) for reason in _WORDS}

@@ -38,6 +38,7 @@ _CLIENT_FORBIDDEN = frozenset({
 
 
 def normalise(name: str) -> str:
+    """A header name as the gateway compares it: lower case, `_` read as `-`."""
     return name.lower().replace("_", "-")
 
 

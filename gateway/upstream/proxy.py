@@ -51,6 +51,8 @@ KEEPALIVE_SECONDS = 4.0  # below the idle timeout of common app servers (uvicorn
 
 @dataclass(frozen=True)
 class ProxySettings:
+    """What the proxy reads from the settings (replaced whole on a reload)."""
+
     upstream: UpstreamSettings
     public_url: str
     body_timeout: float

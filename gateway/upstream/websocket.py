@@ -37,6 +37,7 @@ _NOT_SENDABLE = frozenset({1005, 1006, 1015})
 
 
 def is_websocket_upgrade(request: web.Request) -> bool:
+    """True for a GET that asks to upgrade to a WebSocket."""
     return (request.method == "GET"
             and request.headers.get("Upgrade", "").lower() == "websocket"
             and "upgrade" in request.headers.get("Connection", "").lower())
@@ -90,6 +91,12 @@ OPEN_SOCKETS = web.AppKey("open_sockets", OpenSockets)
 
 
 class WebSocketRelay:
+    """Relays a WebSocket between the client and the upstream, message by message.
+
+    At most `max_sockets` are open at once (further upgrades get 503); a message above
+    `max_message_bytes` closes the socket with 1009.
+    """
+
     def __init__(self, sockets: OpenSockets, failures: UpstreamFailures, *,
                  max_sockets: int, max_message_bytes: int,
                  clock: Clock = SYSTEM_CLOCK) -> None:
