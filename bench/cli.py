@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench.options import PROJECT, Options
 from bench.scenarios import SCENARIOS
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 QUICK_DURATION = 1
 

@@ -14,11 +14,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
-from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench import clients, gateway, interpreter, nginx, profiling, report, results
 from bench.deps import MissingDependency, ensure_load_tools
@@ -29,6 +26,11 @@ from bench.scenarios import SCENARIOS, CheckFailed, RunSettings, Scenario, Value
 from bench.services import ServiceError
 from bench.stack import Pinning, Stack
 from bench.wrk import WrkFailed, run_wrk
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+    from types import FrameType
 
 EXPECTED_FAILURES = (ServiceError, CheckFailed, WrkFailed, clients.TransferFailed, SignInFailed,
                      profiling.ProfileFailed, nginx.NginxConfigError, TimeoutError, OSError)

@@ -14,7 +14,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 
@@ -23,6 +23,9 @@ from bench.measure import CpuWindow
 from bench.procfs import peak_rss_mib, reset_peak_rss, rss_mib, set_tree_affinity
 from bench.stack import Stack
 from bench.wrk import run_wrk
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 Values = dict[str, float]
 ALT = "gateway-alt"

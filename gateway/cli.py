@@ -7,8 +7,8 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.fernet import Fernet
 
@@ -17,6 +17,9 @@ from gateway.auth import explain
 from gateway.config import load_settings
 from gateway.errors import ConfigError
 from gateway.observability.logging import configure_logging
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -17,7 +17,6 @@ import os
 import re
 import tomllib
 import typing
-from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,9 @@ from gateway.config_checks import (
     path_glob,
 )
 from gateway.errors import ConfigError, ConfigProblem
+
+if typing.TYPE_CHECKING:
+    from collections.abc import Mapping
 
 ENV_PREFIX = "GATEWAY_"
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
 
-from gateway.errors import ConfigProblem
+if TYPE_CHECKING:
+    from gateway.errors import ConfigProblem
 
 Check = Callable[[Any], str | None]
 

@@ -15,12 +15,14 @@ import dataclasses
 import json
 import sys
 import typing
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from gateway.auth.rules import REFERENCE, Rule
 from gateway.config import ENV_PREFIX, SECTIONS
+
+if typing.TYPE_CHECKING:
+    from collections.abc import Sequence
 
 REGENERATE = "python -m gateway.config_reference > docs/configuration.md"
 

@@ -10,17 +10,21 @@ AccessDenied, the absence of a principal SignInRequired.
 
 from __future__ import annotations
 
-from aiohttp import web
+from typing import TYPE_CHECKING
 
 from gateway.auth.classify import is_navigation
 from gateway.auth.guard import Guard, refusal
 from gateway.auth.principal import PRINCIPAL
-from gateway.auth.signin import SignIn
 from gateway.errors import BadTarget, RequestRefused
 from gateway.observability.tracing import SPAN
-from gateway.routing import Endpoint, Router
 from gateway.target import TARGET, RequestTarget
-from gateway.upstream.proxy import UpstreamProxy
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from gateway.auth.signin import SignIn
+    from gateway.routing import Endpoint, Router
+    from gateway.upstream.proxy import UpstreamProxy
 
 
 class Dispatcher:

@@ -8,13 +8,17 @@ begun (so a load balancer stops routing here before the listeners close); it set
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
-from gateway.cognito.provider import IdentityProvider
-from gateway.observability.metrics import Metrics
 from gateway.pages import json_response
 from gateway.routing import Endpoint
-from gateway.sessions.store import SessionStore
+
+if TYPE_CHECKING:
+    from gateway.cognito.provider import IdentityProvider
+    from gateway.observability.metrics import Metrics
+    from gateway.sessions.store import SessionStore
 
 
 class Health:

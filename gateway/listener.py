@@ -25,18 +25,20 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.log import access_logger
 from aiohttp.web_protocol import RequestHandler
 
-from gateway.config import Settings
 from gateway.observability.access_log import JsonAccessLogger
 from gateway.observability.logging import get_logger
-from gateway.observability.metrics import Metrics
 from gateway.upstream.failures import ExchangeAborted
+
+if TYPE_CHECKING:
+    from gateway.config import Settings
+    from gateway.observability.metrics import Metrics
 
 log = get_logger("gateway.listener")
 KEEPALIVE_TIMEOUT = 75.0  # above common load balancers' idle timeout (ALB: 60 s)

@@ -7,10 +7,9 @@ import io
 import os
 import socket
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from cryptography.fernet import Fernet
@@ -22,6 +21,9 @@ from gateway.doctor import Status, run_doctor
 from gateway.doctor.redirect import redirect_uri_finding
 from gateway.doctor.verdicts import clock_finding
 from tests.conftest import ALICE, CLIENT_ID, CLIENT_SECRET, Secrets
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Iterator
 
 # A bound socket that never listens: connecting to it is refused for the whole module.
 _REFUSING = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import io
-import socket
-from collections.abc import AsyncIterator, Iterator
 from secrets import token_urlsafe
+from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
@@ -40,6 +39,10 @@ from tests.conftest import (
 from tests.support.clock import ManualClock
 from tests.support.ports import listening_socket
 from tests.support.redis_servers import RedisClusterSet
+
+if TYPE_CHECKING:
+    import socket
+    from collections.abc import AsyncIterator, Iterator
 
 pytestmark = pytest.mark.redis
 PASSWORD = token_urlsafe(18)

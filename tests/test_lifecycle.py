@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
@@ -28,6 +28,9 @@ from tests.conftest import (
 )
 from tests.support.browser import ScriptedBrowser
 from tests.support.clock import ManualClock
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
 
 TOKEN_SECONDS = 4
 SHORT = {"GATEWAY_SESSION_REFRESH_BEFORE_EXPIRY_SECONDS": "2"}

@@ -7,9 +7,8 @@ import asyncio
 import io
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import pytest
 
@@ -20,6 +19,9 @@ from gateway.observability.logging import (
     get_logger,
     write_rendered,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 FULL = Path("/dev/full")
 log = get_logger("tests.sink")

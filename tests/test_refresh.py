@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
 import json
 import secrets as random
 import time
-from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
@@ -36,6 +33,11 @@ from tests.conftest import (
 )
 from tests.support.clock import ManualClock
 from tests.support.redis_servers import RedisServer
+
+if TYPE_CHECKING:
+    import io
+    from collections.abc import AsyncIterator, Callable
+    from pathlib import Path
 
 TOKEN_SECONDS = 4
 REFRESH_BEFORE = 2

@@ -7,9 +7,8 @@ sign in on its own (simulated) page and become pool users in group `<pool>_Partn
 
 from __future__ import annotations
 
-import io
 import json
-from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
@@ -32,6 +31,10 @@ from tests.conftest import (
 )
 from tests.support.browser import NAVIGATION_HEADERS, ScriptedBrowser
 from tests.support.tokens import user_tokens
+
+if TYPE_CHECKING:
+    import io
+    from collections.abc import Mapping
 
 POOL_ID = "local-1_DevPool01"
 PARTNER_GROUP = f"{POOL_ID}_PartnerSAML"

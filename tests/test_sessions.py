@@ -4,10 +4,9 @@ read a session (/oauth2/userinfo, /oauth2/auth) or report health (/ping, /ready)
 from __future__ import annotations
 
 import base64
-import socket
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
-import aiohttp
 import jwt
 import pytest
 from cryptography.fernet import Fernet
@@ -24,6 +23,11 @@ from tests.conftest import (
 )
 from tests.support.browser import ScriptedBrowser
 from tests.support.ports import listening_socket
+
+if TYPE_CHECKING:
+    import socket
+
+    import aiohttp
 
 BIG_ATTRIBUTES = {f"custom:attr{i}": "v" * 60 for i in range(12)}
 

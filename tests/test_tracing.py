@@ -5,13 +5,11 @@ that export to a real OTLP receiver are in test_tracing_otlp.py.
 
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING
 
 import pytest
 import structlog
@@ -38,6 +36,11 @@ from gateway.observability.tracing import (
 )
 from gateway.observability.tracing_setup import reason_tracing_is_off, setup_tracing
 from tests.conftest import log_events
+
+if TYPE_CHECKING:
+    import io
+    from collections.abc import Callable, Mapping
+    from contextlib import AbstractContextManager
 
 ENDPOINT = "http://collector.example:4318"
 SUB = "6f2c7a4e-90b1-4c4e-8a59-3b1f0e6d2c11"

@@ -8,7 +8,6 @@ what arrived at `tests.support.otlp_receiver`. Exports are made deterministic wi
 from __future__ import annotations
 
 import asyncio
-import io
 import os
 import threading
 import time
@@ -21,6 +20,8 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 pytest.importorskip("opentelemetry.sdk.trace", reason="needs the otel extra")
+
+from typing import TYPE_CHECKING
 
 from gateway import __version__
 from gateway.errors import TokenEndpointError
@@ -45,6 +46,9 @@ from gateway.upstream.forwarding import TrustedProxies
 from tests.conftest import log_events, serve
 from tests.support.otlp_receiver import PROTOBUF, OtlpReceiver, ReceivedSpan
 from tests.support.ports import refusing_port
+
+if TYPE_CHECKING:
+    import io
 
 SUB = "6f2c7a4e-90b1-4c4e-8a59-3b1f0e6d2c11"
 CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"

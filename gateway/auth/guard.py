@@ -17,16 +17,18 @@ answering 401/403) is the caller's job; `refusal` is the error that answers a re
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
-
-from aiohttp import web
+from typing import TYPE_CHECKING, Literal
 
 from gateway.auth.policy import RULE, AccessPolicy, Route, claim_text
-from gateway.auth.principal import Principal, Principals
 from gateway.errors import AccessDenied, AuthError, InvalidBearerToken, SignInRequired
-from gateway.observability.metrics import Metrics
 from gateway.observability.tracing import SPAN
-from gateway.target import RequestTarget
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from gateway.auth.principal import Principal, Principals
+    from gateway.observability.metrics import Metrics
+    from gateway.target import RequestTarget
 
 Outcome = Literal["public", "allowed", "bearer", "anonymous", "forbidden", "unauthenticated",
                   "redirected"]

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
-from aiohttp import web
+if TYPE_CHECKING:
+    from aiohttp import web
 
-from gateway.sessions.cipher import Cipher
-from gateway.sessions.cookies import CookiePolicy
+    from gateway.sessions.cipher import Cipher
+    from gateway.sessions.cookies import CookiePolicy
 
 SIGN_IN_TTL = 600
 CALLBACK_PATH = "/oauth2/callback"

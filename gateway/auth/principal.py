@@ -18,16 +18,18 @@ import base64
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from aiohttp import web
 
 from gateway.auth.classify import bearer_token
-from gateway.auth.headers import IdentityHeaders
 from gateway.cache import BoundedCache
 from gateway.clock import SYSTEM_CLOCK, Clock
-from gateway.identity import Identity
-from gateway.sessions.layer import SessionLayer
+
+if TYPE_CHECKING:
+    from gateway.auth.headers import IdentityHeaders
+    from gateway.identity import Identity
+    from gateway.sessions.layer import SessionLayer
 
 Renewal = Callable[[], Awaitable[float | None]]
 HEADERS_CACHE_SIZE = 8192  # identity headers of recently seen session tokens

@@ -17,8 +17,8 @@ import enum
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
@@ -29,6 +29,9 @@ from gateway.cognito.http import IDP_TIMEOUT
 from gateway.cognito.pkce import code_challenge, random_token
 from gateway.errors import IdPError, TokenEndpointError, network_failure_reason
 from gateway.observability.metrics import Metrics
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 
 class AuthorizeVerdict(enum.Enum):

@@ -8,10 +8,13 @@ redirect_uri is always `server.public_url` (without a trailing slash) + `/oauth2
 from __future__ import annotations
 
 import ipaddress
+from typing import TYPE_CHECKING
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
-from gateway.config import Settings
 from gateway.doctor.report import Finding
+
+if TYPE_CHECKING:
+    from gateway.config import Settings
 
 CHECK = "redirect_uri"
 CALLBACK_PATH = "/oauth2/callback"

@@ -14,8 +14,11 @@ from __future__ import annotations
 import enum
 import shlex
 import textwrap
-from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 WIDTH = 100
 _NAME_COLUMN = 18

@@ -20,13 +20,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, MutableMapping
-from contextlib import AbstractContextManager
 from types import MappingProxyType, TracebackType
-from typing import Final, Literal, Protocol
+from typing import TYPE_CHECKING, Final, Literal, Protocol
 
 import structlog
 from aiohttp import web
-from structlog.typing import EventDict, WrappedLogger
+
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+    from structlog.typing import EventDict, WrappedLogger
 
 # Not gateway.observability.logging's get_logger: that module imports add_trace_id from here.
 log: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(__name__)

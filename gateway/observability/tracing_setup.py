@@ -10,13 +10,15 @@ import graph one-directional (tracing <- otel <- tracing_setup).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import structlog
 
 from gateway.observability.tracing import TRACING_OFF, Tracing
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 # The lines keep the logger name they were written under before this module was split out:
 # operators filter `tracing_on` / `tracing_off` by it.

@@ -28,15 +28,18 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.errors import GatewayError, RefreshRejected
-from gateway.observability.metrics import Metrics
 from gateway.sessions.model import Absent, Session
-from gateway.sessions.refresh import RefreshCoordinator
-from gateway.sessions.store import SessionStore
+
+if TYPE_CHECKING:
+    from gateway.observability.metrics import Metrics
+    from gateway.sessions.refresh import RefreshCoordinator
+    from gateway.sessions.store import SessionStore
 
 Renewal = Callable[[], Awaitable[float | None]]
 

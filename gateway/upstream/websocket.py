@@ -18,17 +18,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
-from yarl import URL
 
 from gateway.auth.principal import PRINCIPAL, Principal
 from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.errors import TooManyWebSockets
 from gateway.observability.logging import get_logger
-from gateway.upstream.failures import UpstreamFailures
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from yarl import URL
+
+    from gateway.upstream.failures import UpstreamFailures
 
 Socket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
 SWITCHING_PROTOCOLS = 101

@@ -10,11 +10,10 @@ succeeds instead of failing, provided the failover ends within the failover wind
 from __future__ import annotations
 
 import asyncio
-import io
 import itertools
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pytest
 from redis.asyncio import Redis
@@ -31,7 +30,12 @@ from tests.redis_client.conftest import (
     fails,
     settings_for,
 )
-from tests.support.redis_servers import RedisClusterSet, RedisSentinelSet
+
+if TYPE_CHECKING:
+    import io
+    from collections.abc import Callable
+
+    from tests.support.redis_servers import RedisClusterSet, RedisSentinelSet
 
 pytestmark = pytest.mark.redis
 

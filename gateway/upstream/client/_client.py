@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 from collections.abc import AsyncIterable, Iterable
-from types import TracebackType
+from typing import TYPE_CHECKING
 from urllib.parse import SplitResult, urlsplit
 
 from gateway.upstream.client._connection import UpstreamConnection
@@ -18,6 +17,10 @@ from gateway.upstream.client._request import (
     send_streamed_body,
 )
 from gateway.upstream.client._response import UpstreamResponse
+
+if TYPE_CHECKING:
+    import asyncio
+    from types import TracebackType
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _ONE_WRITE = 65536  # a bytes body up to this size leaves in the same write as the head
