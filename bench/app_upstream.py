@@ -37,6 +37,7 @@ async def upload(request: web.Request) -> web.Response:
 
 
 def create_app() -> web.Application:
+    """The upstream app: GET /ws echoes WebSocket messages, POST /upload counts a body."""
     app = web.Application(client_max_size=0)
     app.router.add_get("/ws", echo)
     app.router.add_post("/upload", upload)
@@ -44,6 +45,7 @@ def create_app() -> web.Application:
 
 
 def main() -> None:
+    """Serve `create_app()` on 127.0.0.1:--port until killed (on uvloop when installed)."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()

@@ -5,30 +5,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from bench.options import PROJECT, Options
 from bench.scenarios import SCENARIOS
 
-PROJECT = Path(__file__).resolve().parent.parent
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
 QUICK_DURATION = 1
-
-
-@dataclass(frozen=True)
-class Options:
-    """What one run does."""
-
-    scenarios: tuple[str, ...]
-    duration: int
-    rounds: int
-    warmup: int
-    connections: int
-    quick: bool
-    pin: bool
-    profile: bool
-    run_dir: Path
-    results_dir: Path
 
 
 def _scenario_list(text: str) -> tuple[str, ...]:

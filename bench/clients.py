@@ -11,10 +11,13 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import aiohttp
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Mapping
 
 READ_BUFFER = 1 << 20
 UPLOAD_CHUNK = 1_000_000

@@ -11,10 +11,13 @@ from __future__ import annotations
 import base64
 import os
 import subprocess
-from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bench.idp import CLIENT_ID, SESSION_COOKIE, IdpSite
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 WORKERS_FLAG = "--workers"
 

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import secrets
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 
 from tests.support.browser import ScriptedBrowser
 from tests.support.tokens import user_tokens
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
 
 POOL_ID = "local-1_BenchPool1"
 USERNAME = "bench"

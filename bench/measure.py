@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 import time
-from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from bench.procfs import MachineLoad, cpu_seconds
+
+if TYPE_CHECKING:
+    from types import TracebackType
 
 
 def _own_cpu() -> float:

@@ -23,12 +23,14 @@ import re
 import shutil
 import sys
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.services import cpu_list
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 SAMPLE_RATE = 500
 TOP = 20

@@ -10,10 +10,12 @@ tree per unit, "path" adding its upstream's; RSS is the tree's resident memory a
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bench.results import Change
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from bench.results import Change
 
 NOISY_CORES = 0.3  # other work above this skews the figures
 HEADER = ("| scenario | target | throughput | p50 ms | p99 ms | CPU us/unit | path CPU us/unit "

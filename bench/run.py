@@ -14,21 +14,23 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
-from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench import clients, gateway, interpreter, nginx, profiling, report, results
-from bench.cli import PROJECT, Options
 from bench.deps import MissingDependency, ensure_load_tools
 from bench.idp import SignInFailed
+from bench.options import PROJECT, Options
 from bench.procfs import MachineLoad
 from bench.scenarios import SCENARIOS, CheckFailed, RunSettings, Scenario, Values
 from bench.services import ServiceError
 from bench.stack import Pinning, Stack
 from bench.wrk import WrkFailed, run_wrk
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+    from types import FrameType
 
 EXPECTED_FAILURES = (ServiceError, CheckFailed, WrkFailed, clients.TransferFailed, SignInFailed,
                      profiling.ProfileFailed, nginx.NginxConfigError, TimeoutError, OSError)
@@ -47,7 +49,7 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
     return uvloop.new_event_loop
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
+def _terminate(_signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 

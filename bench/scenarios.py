@@ -14,7 +14,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 
@@ -23,6 +23,9 @@ from bench.measure import CpuWindow
 from bench.procfs import peak_rss_mib, reset_peak_rss, rss_mib, set_tree_affinity
 from bench.stack import Stack
 from bench.wrk import run_wrk
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 Values = dict[str, float]
 ALT = "gateway-alt"
@@ -176,7 +179,7 @@ async def _rss_peak(pid: int) -> AsyncIterator[list[float]]:
 def transfer(direction: str) -> Measure:
     """One streamed 100 MB download or upload; MB/s, CPU per MB and the peak RSS."""
 
-    async def measure(stack: Stack, target: str, settings: RunSettings) -> Values:
+    async def measure(stack: Stack, target: str, _settings: RunSettings) -> Values:
         headers = await stack.credentials(target)
         service = _service(target)
         size = nginx.DOWNLOAD_BYTES

@@ -16,11 +16,14 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from pathlib import Path
 
 STOP_GRACE_SECONDS = 5.0
 

@@ -23,15 +23,18 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench import gateway, idp, nginx
 from bench.gateway import GatewaySite
 from bench.idp import IdpSite
 from bench.nginx import NginxPorts
 from bench.services import Service, Services, free_port
+
+if TYPE_CHECKING:
+    from collections.abc import Collection, Sequence
 
 APP_PATHS = frozenset({"/ws", "/upload"})
 GATEWAYS = ("gateway", "gateway-app", "gateway-workers", "gateway-alt")

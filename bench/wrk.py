@@ -14,11 +14,14 @@ import asyncio
 import json
 import os
 import tempfile
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench.services import cpu_list
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 REPORT_SCRIPT = r"""
 done = function(summary, latency, requests)

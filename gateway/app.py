@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -39,7 +39,6 @@ from gateway.auth.signout import SignOut, SignOutSettings
 from gateway.auth.whoami import Whoami
 from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.cognito.provider import PROVIDER, IdentityProvider
-from gateway.config import Settings
 from gateway.dispatch import Dispatcher
 from gateway.doctor.at_start import StartupDoctor
 from gateway.health import HEALTH, Health
@@ -47,7 +46,6 @@ from gateway.observability.logging import get_logger
 from gateway.observability.metrics import METRICS, Metrics
 from gateway.observability.requests import request_middleware
 from gateway.observability.tracing import TRACING_OFF, Tracing
-from gateway.reload import Apply
 from gateway.routing import ROUTER, Router
 from gateway.sessions.cipher import Cipher
 from gateway.sessions.cookies import CookiePolicy
@@ -60,6 +58,10 @@ from gateway.upstream.failures import UpstreamFailures
 from gateway.upstream.forwarding import TrustedProxies
 from gateway.upstream.proxy import ProxySettings, UpstreamProxy
 from gateway.upstream.websocket import OPEN_SOCKETS, OpenSockets, WebSocketRelay
+
+if TYPE_CHECKING:
+    from gateway.config import Settings
+    from gateway.reload import Apply
 
 log = get_logger(__name__)
 ALB_SIGNER = "arn:aws:elasticloadbalancing:local:000000000000:loadbalancer/app/cognito-gateway"
@@ -152,6 +154,7 @@ def alb_signers(s: Settings) -> list[AlbDataSigner]:
 
 
 def sign_in_settings(s: Settings) -> SignInSettings:
+    """The part of `s` the sign-in endpoints read (rebuilt on each reload)."""
     return SignInSettings(s.server.public_url, s.redirect_uri, s.cognito.pkce,
                           s.identity_provider_names)
 

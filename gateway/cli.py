@@ -7,8 +7,8 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.fernet import Fernet
 
@@ -17,6 +17,9 @@ from gateway.auth import explain
 from gateway.config import load_settings
 from gateway.errors import ConfigError
 from gateway.observability.logging import configure_logging
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -64,6 +67,7 @@ def _sessions_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `cognito-gateway` subcommand `argv` names; returns the process exit status."""
     args = _parser().parse_args(argv)
     if args.command == "run":
         return _run(args.config, args.workers, args.lifeline_fd)

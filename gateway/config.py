@@ -17,7 +17,6 @@ import os
 import re
 import tomllib
 import typing
-from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,9 @@ from gateway.config_checks import (
 )
 from gateway.errors import ConfigError, ConfigProblem
 
+if typing.TYPE_CHECKING:
+    from collections.abc import Mapping
+
 ENV_PREFIX = "GATEWAY_"
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
@@ -53,6 +55,8 @@ def _setting(default: Any, doc: str, *, check: Check | None = None, secret: bool
 
 @dataclass(frozen=True)
 class ServerSettings:
+    """The [server] section: listeners, public URL, trusted proxies and limits."""
+
     listen: str = _setting("0.0.0.0:4180", "Address of the proxy and /oauth2/* endpoints.",
                            check=host_port)
     metrics_listen: str = _setting("0.0.0.0:9464", "Address of the /metrics listener.",
@@ -87,6 +91,8 @@ class ServerSettings:
 
 @dataclass(frozen=True)
 class UpstreamSettings:
+    """The [upstream] section: the app behind the gateway and how it is reached."""
+
     url: str = _setting("http://127.0.0.1:8080", "The app behind the gateway.", check=http_url)
     timeout_seconds: float = _setting(
         60.0, "Connect and idle-read timeout; long downloads and SSE streams are not cut.",
@@ -104,6 +110,8 @@ class UpstreamSettings:
 
 @dataclass(frozen=True)
 class CognitoSettings:
+    """The [cognito] section: the user pool, its domain and the app client."""
+
     region: str = _setting("", "AWS region of the user pool (default: taken from user_pool_id).")
     user_pool_id: str = _setting("", "User pool id, e.g. eu-west-1_AbCdEf123.")
     domain: str = _setting(
@@ -134,6 +142,8 @@ class CognitoSettings:
 
 @dataclass(frozen=True)
 class SessionSettings:
+    """The [session] section: where sessions live, their cookie and lifetime."""
+
     store: str = _setting("cookie", "Session store: cookie (no infrastructure) or redis.",
                           check=one_of("cookie", "redis"))
     cookie_name: str = _setting("_cognito_gateway", "Name of the session cookie.")
@@ -167,6 +177,8 @@ class SessionSettings:
 
 @dataclass(frozen=True)
 class AuthSettings:
+    """The [auth] section: which paths are public or APIs, and who is let in."""
+
     public_paths: list[str] = _setting(
         [], "Glob paths served without sign-in (e.g. /health, /static/*).", check=each(path_glob))
     api_paths: list[str] = _setting(
@@ -185,6 +197,8 @@ class AuthSettings:
 
 @dataclass(frozen=True)
 class HeadersSettings:
+    """The [headers] section: the identity headers sent upstream."""
+
     sets: list[str] = _setting(
         ["x-auth-request"], "Identity header sets sent upstream: x-auth-request, alb.",
         check=each(one_of("x-auth-request", "alb")))
@@ -196,12 +210,16 @@ class HeadersSettings:
 
 @dataclass(frozen=True)
 class LogSettings:
+    """The [log] section: the level and the access log."""
+
     level: str = _setting("info", "Log level.", check=one_of("debug", "info", "warning", "error"))
     access_log: bool = _setting(True, "One JSON line per request.")
 
 
 @dataclass(frozen=True)
 class Settings:
+    """The whole configuration, one frozen dataclass per section, checked when loaded."""
+
     server: ServerSettings
     upstream: UpstreamSettings
     cognito: CognitoSettings
@@ -370,25 +388,33 @@ def _coerce(value: Any, hint: Any, *, from_env: bool) -> Any:
     if typing.get_origin(hint) is list:
         return _coerce_list(value, from_env=from_env)
     if hint is bool:
-        if isinstance(value, bool):
-            return value
-        if from_env and isinstance(value, str) and value.lower() in _BOOLS:
-            return _BOOLS[value.lower()]
-        raise ValueError("must be true or false")
+        return _coerce_bool(value, from_env=from_env)
     if hint is int or hint is float:
-        if isinstance(value, bool):
-            raise ValueError(f"must be a number, not {value!r}")
-        if isinstance(value, (int, float)) and (hint is float or isinstance(value, int)):
-            return hint(value)
-        if from_env and isinstance(value, str):
-            try:
-                return hint(value)
-            except ValueError:
-                pass
-        raise ValueError(f"must be {'an integer' if hint is int else 'a number'}, not {value!r}")
+        return _coerce_number(value, hint, from_env=from_env)
     if not isinstance(value, str):
         raise ValueError(f"must be a string, not {value!r}")
     return value
+
+
+def _coerce_bool(value: Any, *, from_env: bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    if from_env and isinstance(value, str) and value.lower() in _BOOLS:
+        return _BOOLS[value.lower()]
+    raise ValueError("must be true or false")
+
+
+def _coerce_number(value: Any, hint: type[int] | type[float], *, from_env: bool) -> int | float:
+    if isinstance(value, bool):
+        raise ValueError(f"must be a number, not {value!r}")
+    if isinstance(value, (int, float)) and (hint is float or isinstance(value, int)):
+        return hint(value)
+    if from_env and isinstance(value, str):
+        try:
+            return hint(value)
+        except ValueError:
+            pass
+    raise ValueError(f"must be {'an integer' if hint is int else 'a number'}, not {value!r}")
 
 
 def _coerce_list(value: Any, *, from_env: bool) -> list[str]:
@@ -413,6 +439,10 @@ _BOOLS = {"true": True, "1": True, "yes": True, "on": True,
 
 
 def _cross_checks(settings: Settings) -> list[ConfigProblem]:
+    return _required_settings(settings) + _conflicting_settings(settings)
+
+
+def _required_settings(settings: Settings) -> list[ConfigProblem]:
     problems = []
     c = settings.cognito
     if not settings.server.public_url:
@@ -427,6 +457,12 @@ def _cross_checks(settings: Settings) -> list[ConfigProblem]:
         problems.append(ConfigProblem("cognito.user_pool_id", "must look like <region>_<id>"))
     if not settings.session.secret:
         problems.append(ConfigProblem("session.secret", "is required: one or more Fernet keys"))
+    return problems
+
+
+def _conflicting_settings(settings: Settings) -> list[ConfigProblem]:
+    problems = []
+    c = settings.cognito
     if "openid" not in c.scopes:
         problems.append(ConfigProblem("cognito.scopes", "must include openid (the ID token is "
                                       "how the gateway learns who signed in)"))

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
 
-from gateway.errors import ConfigProblem
+if TYPE_CHECKING:
+    from gateway.errors import ConfigProblem
 
 Check = Callable[[Any], str | None]
 
@@ -23,6 +24,7 @@ class Load(Protocol):
 
 
 def host_port(value: str) -> str | None:
+    """None for HOST:PORT with a port in 1-65535, else the problem."""
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         return "must be HOST:PORT, e.g. 0.0.0.0:4180"
@@ -30,6 +32,7 @@ def host_port(value: str) -> str | None:
 
 
 def http_url(value: str) -> str | None:
+    """None for an absolute http(s) URL with a host (or empty: not set), else the problem."""
     if not value:
         return None
     parts = urlsplit(value)
@@ -39,6 +42,7 @@ def http_url(value: str) -> str | None:
 
 
 def origin_url(value: str) -> str | None:
+    """None for an http(s) origin (no path, query or fragment), or empty; else the problem."""
     problem = http_url(value)
     if problem:
         return problem
@@ -49,6 +53,7 @@ def origin_url(value: str) -> str | None:
 
 
 def one_of(*choices: str) -> Check:
+    """A check that accepts exactly `choices`."""
     def check(value: str) -> str | None:
         return None if value in choices else f"must be one of {', '.join(choices)}"
 
@@ -56,6 +61,7 @@ def one_of(*choices: str) -> Check:
 
 
 def each(check: Check) -> Check:
+    """A check of a list: `check` on each item; the first problem names its item."""
     def check_all(values: list[Any]) -> str | None:
         for value in values:
             problem = check(value)
@@ -67,6 +73,7 @@ def each(check: Check) -> Check:
 
 
 def cidr(value: str) -> str | None:
+    """None for an IP network in CIDR form (host bits allowed), else the problem."""
     try:
         ipaddress.ip_network(value, strict=False)
     except ValueError:
@@ -75,6 +82,7 @@ def cidr(value: str) -> str | None:
 
 
 def fernet_key(value: str) -> str | None:
+    """None for a valid Fernet key, else the problem and how to make one."""
     try:
         Fernet(value.encode())
     except (ValueError, TypeError):
@@ -84,6 +92,7 @@ def fernet_key(value: str) -> str | None:
 
 
 def at_least(minimum: float) -> Check:
+    """A check that accepts numbers not below `minimum`."""
     def check(value: float) -> str | None:
         return None if value >= minimum else f"must be at least {minimum}"
 
@@ -91,4 +100,5 @@ def at_least(minimum: float) -> Check:
 
 
 def path_glob(value: str) -> str | None:
+    """None for a glob that starts with /, else the problem."""
     return None if value.startswith("/") else "must start with /"

@@ -15,12 +15,14 @@ import dataclasses
 import json
 import sys
 import typing
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from gateway.auth.rules import REFERENCE, Rule
 from gateway.config import ENV_PREFIX, SECTIONS
+
+if typing.TYPE_CHECKING:
+    from collections.abc import Sequence
 
 REGENERATE = "python -m gateway.config_reference > docs/configuration.md"
 
@@ -143,6 +145,7 @@ def _rule_keys() -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Print the reference, or with --check exit 1 when FILE differs from it."""
     parser = argparse.ArgumentParser(
         prog="python -m gateway.config_reference",
         description="Print the configuration reference (Markdown), or check a committed copy.")

@@ -10,20 +10,30 @@ AccessDenied, the absence of a principal SignInRequired.
 
 from __future__ import annotations
 
-from aiohttp import web
+from typing import TYPE_CHECKING
 
 from gateway.auth.classify import is_navigation
 from gateway.auth.guard import Guard, refusal
 from gateway.auth.principal import PRINCIPAL
-from gateway.auth.signin import SignIn
 from gateway.errors import BadTarget, RequestRefused
 from gateway.observability.tracing import SPAN
-from gateway.routing import Endpoint, Router
 from gateway.target import TARGET, RequestTarget
-from gateway.upstream.proxy import UpstreamProxy
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from gateway.auth.signin import SignIn
+    from gateway.routing import Endpoint, Router
+    from gateway.upstream.proxy import UpstreamProxy
 
 
 class Dispatcher:
+    """Routes each request to an endpoint, or through the guard to the upstream.
+
+    Unknown /oauth2/* paths get 404 and a wrong method 405; anything else is decided by the
+    guard, then signed in, refused, or proxied with its principal.
+    """
+
     def __init__(self, router: Router, guard: Guard, sign_in: SignIn,
                  proxy: UpstreamProxy) -> None:
         self._router = router

@@ -8,16 +8,26 @@ begun (so a load balancer stops routing here before the listeners close); it set
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
-from gateway.cognito.provider import IdentityProvider
-from gateway.observability.metrics import Metrics
 from gateway.pages import json_response
 from gateway.routing import Endpoint
-from gateway.sessions.store import SessionStore
+
+if TYPE_CHECKING:
+    from gateway.cognito.provider import IdentityProvider
+    from gateway.observability.metrics import Metrics
+    from gateway.sessions.store import SessionStore
 
 
 class Health:
+    """/ping (the process answers) and /ready (the IdP and session store are usable).
+
+    /ready answers 503, naming the failing check, while the IdP is not ready, the session store
+    does not answer, or `shutting_down` is set (so a balancer drains the worker first).
+    """
+
     def __init__(self, provider: IdentityProvider, store: SessionStore, metrics: Metrics) -> None:
         self._provider = provider
         self._store = store

@@ -21,6 +21,8 @@ _PROTOCOL_CLAIMS = frozenset({
 
 @dataclass(frozen=True)
 class Identity:
+    """Who signed in, read from the ID token's claims (or an access token's)."""
+
     sub: str
     username: str
     email: str | None = None

@@ -25,18 +25,20 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.log import access_logger
 from aiohttp.web_protocol import RequestHandler
 
-from gateway.config import Settings
 from gateway.observability.access_log import JsonAccessLogger
 from gateway.observability.logging import get_logger
-from gateway.observability.metrics import Metrics
 from gateway.upstream.failures import ExchangeAborted
+
+if TYPE_CHECKING:
+    from gateway.config import Settings
+    from gateway.observability.metrics import Metrics
 
 log = get_logger("gateway.listener")
 KEEPALIVE_TIMEOUT = 75.0  # above common load balancers' idle timeout (ALB: 60 s)
@@ -101,7 +103,8 @@ class GatewayRequestHandler(RequestHandler):
 
     def handle_error(self, request: web.BaseRequest, status: int = 500,
                      exc: BaseException | None = None,
-                     message: str | None = None) -> web.StreamResponse:
+                     message: str | None = None,  # noqa: ARG002 - aiohttp's signature
+                     ) -> web.StreamResponse:
         if isinstance(exc, ExchangeAborted) or request.writer.output_size > 0:
             # A response started (or the client left): another one would follow the first
             # on the wire. aiohttp closes the connection on this ConnectionError, so the

@@ -7,12 +7,14 @@ stack trace. Every value is HTML-escaped.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from aiohttp import web
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
@@ -39,6 +41,7 @@ def html_page(status: int, title: str, body: str,
 
 def json_response(status: int, payload: dict[str, Any],
                   headers: dict[str, str] | None = None) -> web.Response:
+    """A JSON response with `Cache-Control: no-store` (plus any `headers`)."""
     return web.Response(status=status, text=json.dumps(payload), content_type="application/json",
                         headers={"Cache-Control": "no-store", **(headers or {})})
 

@@ -23,14 +23,17 @@ import hashlib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import fields, replace
-from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.config import SECTIONS, Settings, load_settings
 from gateway.errors import ConfigError
 from gateway.observability.logging import get_logger
-from gateway.observability.metrics import Metrics
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from gateway.observability.metrics import Metrics
 
 log = get_logger(__name__)
 

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from gateway.errors import MethodNotAllowed, UnknownEndpoint
-from gateway.target import RequestTarget
+
+if TYPE_CHECKING:
+    from gateway.target import RequestTarget
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 OWN_PREFIX = "/oauth2/"

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from aiohttp.log import access_logger
 
 from gateway.app import RECONFIGURE, create_app, create_metrics_app
-from gateway.config import Settings
 from gateway.health import HEALTH
 from gateway.listener import gateway_runner
 from gateway.observability.logging import (
@@ -30,9 +29,14 @@ from gateway.observability.logging import (
     set_log_level,
 )
 from gateway.observability.metrics import Metrics
-from gateway.observability.tracing import setup_tracing
+from gateway.observability.tracing_setup import setup_tracing
 from gateway.reload import POLL_SECONDS, Apply, Reloader
 from gateway.upstream.websocket import OPEN_SOCKETS
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from gateway.config import Settings
 
 log = get_logger(__name__)
 

@@ -11,10 +11,9 @@ import asyncio
 import io
 import json
 import re
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
@@ -34,6 +33,9 @@ from gateway.observability.tracing import TRACING_OFF, Tracing
 from gateway.sessions.store import SESSION_STORE, SessionStore
 from tests.support.ports import listening_socket
 from tests.support.upstream import create_test_upstream
+
+if TYPE_CHECKING:
+    import socket
 
 CLIENT_ID = "gateway-client"
 CLIENT_SECRET = "gateway-client-secret-0123456789abcdefghij"

@@ -3,20 +3,23 @@ every other log line, through a gateway served as `cognito-gateway run` serves i
 
 from __future__ import annotations
 
-import io
 import json
 import re
-import socket
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from gateway.devidp import DevIdp
 from gateway.observability.logging import REDACTED, redact
 from tests.conftest import Secrets, gateway_env, log_events, log_text, start_gateway
 from tests.support.rawhttp import raw_request
+
+if TYPE_CHECKING:
+    import io
+    import socket
+    from collections.abc import AsyncIterator
+
+    from gateway.devidp import DevIdp
 
 JWT = ("eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIn0.eyJzdWIiOiJhbGljZSIsImV4cCI6MTcwMDAwMDAwMH0"
        ".c2lnbmF0dXJlLWJ5dGVzLWhlcmU")

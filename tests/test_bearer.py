@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-import aiohttp
+from typing import TYPE_CHECKING
+
 import jwt
 import pytest
 
 from gateway.devidp import AppClient, DevIdp, UserPool
 from tests.conftest import ALICE, BOB, CLIENT_SECRET, GatewayFactory, Secrets, gateway_client
 from tests.support.tokens import user_tokens
+
+if TYPE_CHECKING:
+    import aiohttp
 
 OTHER_SECRET = "other-client-secret-abcdefghijklmnop"
 

@@ -12,14 +12,18 @@ pictures the README shows:
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from playwright.async_api import Page
 
 from gateway.demo.stack import DEMO_PASSWORD, DEMO_USER, DemoStack, start_demo
 from tests.support.chromium import CHROMIUM_SKIP_REASON, chromium_available, chromium_context
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from playwright.async_api import Page
 
 pytestmark = pytest.mark.browser
 

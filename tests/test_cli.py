@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from cryptography.fernet import Fernet
 
 from gateway import __version__
 from gateway.cli import main
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 KEY = Fernet.generate_key().decode()
 SECRET = "client-secret-never-printed"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
@@ -17,6 +17,9 @@ from gateway.auth.alb import AlbDataSigner
 from gateway.demo.upstream import create_upstream_app
 from gateway.identity import Identity
 from tests.conftest import serve
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
 
 GATEWAY_SIGNER = AlbDataSigner(Fernet.generate_key().decode(), issuer="http://idp.test/pool",
                                client_id="client", signer="gateway")

@@ -10,9 +10,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import jsonschema  # type: ignore[import-untyped]
@@ -37,6 +36,9 @@ from tests.support.kustomize import (
     kustomization_files,
     render,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
 
 REPO = Path(__file__).resolve().parent.parent
 K8S = REPO / "deploy" / "kubernetes"

@@ -22,16 +22,20 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from gateway.demo.stack import free_port
-from gateway.devidp import DevIdp
 from tests.conftest import gateway_env
 from tests.support.processes import tail, wait_for_status
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from gateway.devidp import DevIdp
 
 REPO = Path(__file__).resolve().parent.parent
 ENV_REFERENCE = re.compile(r"\$(\w+)|\$\{(\w+)\}")

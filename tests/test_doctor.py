@@ -7,10 +7,9 @@ import io
 import os
 import socket
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from cryptography.fernet import Fernet
@@ -22,6 +21,9 @@ from gateway.doctor import Status, run_doctor
 from gateway.doctor.redirect import redirect_uri_finding
 from gateway.doctor.verdicts import clock_finding
 from tests.conftest import ALICE, CLIENT_ID, CLIENT_SECRET, Secrets
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Iterator
 
 # A bound socket that never listens: connecting to it is refused for the whole module.
 _REFUSING = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -162,7 +164,8 @@ CASES = {
 class TestVerdicts:
     @pytest.mark.parametrize("case", [Case()], ids=["all good"])
     async def test_a_good_configuration_passes_every_check(
-            self, doctor_idp: DevIdp, case: Case, tmp_path: Path) -> None:
+            self, doctor_idp: DevIdp, case: Case,  # noqa: ARG002 - read by doctor_idp
+            tmp_path: Path) -> None:
         """Against a correctly configured app client every finding is PASS and the exit is 0."""
         code, output = await doctor(write_config(tmp_path / "gateway.toml", doctor_idp))
         assert code == 0, output
@@ -247,7 +250,8 @@ class TestCommandLine:
 
     @pytest.mark.parametrize("case", [Case()], ids=["all good"])
     async def test_python_m_gateway_doctor_exits_0_when_all_pass(
-            self, doctor_idp: DevIdp, case: Case, tmp_path: Path) -> None:
+            self, doctor_idp: DevIdp, case: Case,  # noqa: ARG002 - read by doctor_idp
+            tmp_path: Path) -> None:
         """`python -m gateway doctor --config FILE` prints PASS lines and exits 0."""
         code, out, err = await self._run(write_config(tmp_path / "g.toml", doctor_idp))
         assert code == 0, out + err
@@ -257,7 +261,8 @@ class TestCommandLine:
 
     @pytest.mark.parametrize("case", [CASES["wrong secret"]], ids=["wrong secret"])
     async def test_python_m_gateway_doctor_exits_1_on_a_failure(
-            self, doctor_idp: DevIdp, case: Case, tmp_path: Path, secrets: Secrets) -> None:
+            self, doctor_idp: DevIdp, case: Case,  # noqa: ARG002 - read by doctor_idp
+            tmp_path: Path, secrets: Secrets) -> None:
         """A wrong secret makes the command exit 1, naming the cause, without printing it."""
         secrets.add(WRONG_SECRET)
         config = write_config(tmp_path / "g.toml", doctor_idp, client_secret=WRONG_SECRET)

@@ -32,13 +32,12 @@ import io
 import json
 import os
 import shlex
-import socket
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from cryptography.fernet import Fernet
@@ -71,6 +70,9 @@ from tests.support.moto_server import (
     aws_environment,
     start_moto_server,
 )
+
+if TYPE_CHECKING:
+    import socket
 
 REGION = "eu-west-1"
 PUBLIC_URL = "https://app.example.com"

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-import io
 import re
-from collections.abc import Iterator
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-import aiohttp
 import pytest
 from cryptography.fernet import Fernet
 
 from gateway.sessions.cipher import Cipher
 from tests.conftest import GatewayFactory, log_events
 from tests.support.ports import refusing_port
+
+if TYPE_CHECKING:
+    import io
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    import aiohttp
 
 # Anything that betrays the inside: an IP or a port, a socket path, errno text, a repr.
 LEAKS = re.compile(r"127\.0\.0\.1|:\d{2,5}\b|/tmp/|\.sock|[Ee]rrno|Error \d+|Connection refused"

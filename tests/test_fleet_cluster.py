@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import io
-import socket
-from collections.abc import AsyncIterator, Iterator
 from secrets import token_urlsafe
+from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
@@ -40,6 +39,10 @@ from tests.conftest import (
 from tests.support.clock import ManualClock
 from tests.support.ports import listening_socket
 from tests.support.redis_servers import RedisClusterSet
+
+if TYPE_CHECKING:
+    import socket
+    from collections.abc import AsyncIterator, Iterator
 
 pytestmark = pytest.mark.redis
 PASSWORD = token_urlsafe(18)
@@ -192,7 +195,7 @@ async def test_calls_ride_out_connections_killed_under_them(
         for n in range(100):
             try:
                 await client.get(f"{{w{worker}}}:{n}")
-            except Exception as exc:  # every failure is a finding
+            except Exception as exc:  # noqa: BLE001 - every failure is a finding
                 failures.append(exc)
 
     async def kill_connections() -> None:

@@ -9,8 +9,7 @@ tests' own (tests/support/moto_server.py's MotoAdmin), not gateway.aws.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
@@ -19,6 +18,9 @@ from gateway.devidp import DevIdp, UserPool
 from tests.conftest import ALICE, BOB, CLIENT_ID, CLIENT_SECRET, Secrets, gateway_client
 from tests.support.moto_server import MotoAdmin
 from tests.support.tokens import user_tokens
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
 
 AWS_SECRET = "dev-idp-has-no-iam-so-any-secret-key-works"
 TARGET = "AWSCognitoIdentityProviderService."

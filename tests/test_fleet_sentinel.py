@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from secrets import token_urlsafe
+from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
@@ -24,6 +23,10 @@ import pytest
 from tests.conftest import ALICE, BOB, GatewayFactory, Secrets, sign_in_cookies
 from tests.faults.conftest import LEAKS
 from tests.support.redis_servers import RedisSentinelSet
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
 
 pytestmark = pytest.mark.redis
 PASSWORD = token_urlsafe(18)

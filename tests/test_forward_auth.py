@@ -4,12 +4,13 @@ trusted, with the same rules as the proxy; its query switches and its way to the
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
 
-from tests.conftest import GatewayFactory, RunningGateway
+if TYPE_CHECKING:
+    from tests.conftest import GatewayFactory, RunningGateway
 
 PUBLIC = '["/public/*"]'
 

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
@@ -35,7 +34,11 @@ from gateway.routing import ROUTER
 from gateway.sessions.cookies import CookiePolicy
 from gateway.target import parse_target
 from gateway.upstream.forwarding import client_may_send
-from tests.conftest import GatewayFactory
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from tests.conftest import GatewayFactory
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy" / "forward-auth"
 OVERRIDE_HEADERS = frozenset({

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from yarl import URL
@@ -36,6 +35,9 @@ from tests.support.browser import NAVIGATION_HEADERS, Page, ScriptedBrowser
 from tests.support.nginx import RunningNginx, start_nginx
 from tests.support.rawhttp import RawResponse, raw_request
 from tests.support.tokens import user_tokens
+
+if TYPE_CHECKING:
+    import socket
 
 SNIPPET = Path(__file__).resolve().parents[1] / "deploy" / "forward-auth" / "nginx.conf"
 COOKIE = "_cognito_gateway"

@@ -6,14 +6,17 @@ import asyncio
 import base64
 import json
 import secrets as random
+from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
 
 from gateway.devidp import DevIdp, UserPool
-from gateway.observability.metrics import Metrics
 from tests.conftest import ALICE, CLIENT_SECRET, GatewayFactory, Secrets, gateway_client
 from tests.support.tokens import user_tokens
+
+if TYPE_CHECKING:
+    from gateway.observability.metrics import Metrics
 
 
 @pytest.fixture

@@ -6,10 +6,8 @@ Against the dev IdP's real JWKS endpoint; the cache and the verifier run on a Ma
 from __future__ import annotations
 
 import asyncio
-import io
 import secrets as random
-from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
@@ -29,6 +27,10 @@ from tests.conftest import (
 )
 from tests.support.clock import ManualClock
 from tests.support.tokens import user_tokens
+
+if TYPE_CHECKING:
+    import io
+    from collections.abc import AsyncIterator
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
@@ -28,6 +28,9 @@ from tests.conftest import (
 )
 from tests.support.browser import ScriptedBrowser
 from tests.support.clock import ManualClock
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
 
 TOKEN_SECONDS = 4
 SHORT = {"GATEWAY_SESSION_REFRESH_BEFORE_EXPIRY_SECONDS": "2"}
@@ -101,8 +104,9 @@ async def test_fifty_concurrent_requests_at_expiry_refresh_exactly_once(
     assert all("_cognito_gateway=" in set_cookie for _, set_cookie in results)
 
 
+@pytest.mark.usefixtures("idp")
 async def test_refreshed_cookie_carries_the_rotated_refresh_token(
-        make_gateway: GatewayFactory, idp: DevIdp, http: aiohttp.ClientSession,
+        make_gateway: GatewayFactory, http: aiohttp.ClientSession,
         secrets: Secrets, clock: ManualClock) -> None:
     """After a refresh with rotation, the session holds the new refresh token."""
     gateway = await make_gateway(**SHORT)

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import time
+from typing import TYPE_CHECKING
 
 import pytest
-from prometheus_client import CollectorRegistry
 from yarl import URL
 
 from gateway.listener import GatewayServer
 from tests.conftest import GatewayFactory, RunningGateway, Secrets, log_events
+
+if TYPE_CHECKING:
+    import io
+
+    from prometheus_client import CollectorRegistry
 
 SECRET_COOKIE = "_cognito_gateway=gAAAAAB-not-for-your-eyes-0123456789"
 

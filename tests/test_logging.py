@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import io
 import logging
 import re
-import socket
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
 
 from gateway.cognito.diagnosis import diagnose, hint_table
-from gateway.devidp import DevIdp
 from gateway.observability.logging import REDACTED, get_logger, redact
 from tests.conftest import (
     ALICE,
@@ -27,6 +23,13 @@ from tests.conftest import (
     start_gateway,
 )
 from tests.support.browser import ScriptedBrowser
+
+if TYPE_CHECKING:
+    import io
+    import socket
+    from collections.abc import AsyncIterator
+
+    from gateway.devidp import DevIdp
 
 JWT = ("eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIn0.eyJzdWIiOiJhbGljZSIsImV4cCI6MTcwMDAwMDAwMH0"
        ".c2lnbmF0dXJlLWJ5dGVzLWhlcmU")

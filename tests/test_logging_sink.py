@@ -7,9 +7,8 @@ import asyncio
 import io
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import pytest
 
@@ -20,6 +19,9 @@ from gateway.observability.logging import (
     get_logger,
     write_rendered,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 FULL = Path("/dev/full")
 log = get_logger("tests.sink")
@@ -58,8 +60,9 @@ def test_logging_on_a_full_disk_never_raises_and_counts_the_lost_lines(
     assert "Traceback" not in complaint
 
 
+@pytest.mark.usefixtures("dropped")
 def test_the_first_line_after_the_disk_recovers_says_how_many_were_lost(
-        dropped: list[int], capsys: pytest.CaptureFixture[str]) -> None:
+        capsys: pytest.CaptureFixture[str]) -> None:
     """Once writes succeed again, a `log_lines_dropped` line with the count comes first, then
     the lines go on as usual."""
     log.warning("lost_one")

@@ -7,9 +7,8 @@ import json
 import re
 import shutil
 import subprocess
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
@@ -19,6 +18,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway.app import create_metrics_app
 from gateway.devidp import UserPool
 from tests.conftest import ALICE, BOB, RunningGateway, gateway_client, serve, sign_in_cookies
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator
 
 REPO = Path(__file__).resolve().parent.parent
 DASHBOARD = REPO / "deploy" / "grafana" / "dashboard.json"

@@ -9,11 +9,10 @@ refuses already at /authorize never reach the token endpoint; they assert that i
 from __future__ import annotations
 
 import html
-import io
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
@@ -32,6 +31,9 @@ from tests.conftest import (
     log_events,
 )
 from tests.support.browser import Page, ScriptedBrowser
+
+if TYPE_CHECKING:
+    import io
 
 WRONG_SECRET = "wrong-client-secret-0123456789"
 REQUEST_ID = re.compile(r"Request id: <code>([^<]+)</code>")

@@ -4,8 +4,7 @@ logout through its end_session_endpoint."""
 
 from __future__ import annotations
 
-import socket
-from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import pytest
 from cryptography.fernet import Fernet
@@ -21,6 +20,10 @@ from tests.support.oidc_provider import (
     node_available,
     start_oidc_provider,
 )
+
+if TYPE_CHECKING:
+    import socket
+    from collections.abc import AsyncIterator
 
 pytestmark = pytest.mark.node
 SECRET = "oidc-provider-client-secret-0123456789"

@@ -10,8 +10,8 @@ be a 5xx.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import pytest
@@ -19,6 +19,9 @@ import pytest
 from tests.conftest import GatewayFactory, RunningGateway, serve
 from tests.support.rawhttp import raw_request
 from tests.support.static_upstream import StaticUpstream
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
 
 HOSTILE_TARGETS = [
     "/secret.txt",

@@ -7,7 +7,7 @@ import gzip
 import hashlib
 import json
 import os
-from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
@@ -16,6 +16,9 @@ from yarl import URL
 from tests.conftest import GatewayFactory, RunningGateway, sign_in_cookies
 from tests.support.ports import refusing_port
 from tests.support.rawhttp import raw_request
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
 
 
 def _headers(echoed: dict[str, object]) -> dict[str, str]:

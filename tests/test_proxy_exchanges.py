@@ -6,9 +6,8 @@ middle of a body, and a client that leaves."""
 from __future__ import annotations
 
 import asyncio
-import io
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
@@ -17,6 +16,10 @@ from aiohttp import web
 from tests.conftest import GatewayFactory, RunningGateway, log_events, serve
 from tests.support.nginx import RunningNginx, start_nginx
 from tests.support.rawhttp import raw_request
+
+if TYPE_CHECKING:
+    import io
+    from collections.abc import AsyncIterator, Iterator
 
 PUBLIC = {"GATEWAY_AUTH_PUBLIC_PATHS": "/*"}
 FILE_BODY = b"static file body"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
@@ -17,6 +17,9 @@ from gateway.sessions.cipher import Cipher
 from tests.conftest import ALICE, GatewayFactory
 from tests.support.browser import ScriptedBrowser
 from tests.support.rawhttp import raw_request
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 PUBLIC_URL = "https://app.example.com"
 

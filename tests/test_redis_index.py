@@ -7,11 +7,9 @@ not waited for. Each user's index is checked through an independent redis-py cli
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-import redis
 from cryptography.fernet import Fernet
 
 from gateway.config import load_settings
@@ -25,6 +23,12 @@ from gateway.sessions.redis_keys import SessionKeys, session_hash, user_index_ke
 from gateway.sessions.redis_store import RedisSessionStore
 from tests.support.clock import ManualClock
 from tests.support.redis_servers import RedisServer
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator
+    from pathlib import Path
+
+    import redis
 
 pytestmark = pytest.mark.redis
 KEY = Fernet.generate_key().decode()

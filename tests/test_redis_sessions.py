@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import socket
 import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-import aiohttp
 import pytest
-from aiohttp import web
 from cryptography.fernet import Fernet
 
 from gateway.config import load_settings
@@ -34,6 +30,14 @@ from tests.conftest import (
 from tests.support.clock import ManualClock
 from tests.support.ports import listening_socket
 from tests.support.redis_servers import RedisServer
+
+if TYPE_CHECKING:
+    import socket
+    from collections.abc import AsyncIterator, Iterator
+    from pathlib import Path
+
+    import aiohttp
+    from aiohttp import web
 
 pytestmark = pytest.mark.redis
 TOKEN_SECONDS = 4
@@ -88,12 +92,6 @@ async def replicas(idp: DevIdp, upstream: str, gateway_url: str,
         yield gateways[0], gateways[1]
         for runner in runners:
             await runner.cleanup()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
-        yield session
 
 
 async def _get(http: aiohttp.ClientSession, url: str, cookie: str) -> int:

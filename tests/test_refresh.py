@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
 import json
 import secrets as random
 import time
-from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
@@ -36,6 +33,11 @@ from tests.conftest import (
 )
 from tests.support.clock import ManualClock
 from tests.support.redis_servers import RedisServer
+
+if TYPE_CHECKING:
+    import io
+    from collections.abc import AsyncIterator, Callable
+    from pathlib import Path
 
 TOKEN_SECONDS = 4
 REFRESH_BEFORE = 2
@@ -386,9 +388,10 @@ class TestNothingLost:
 
 
 @pytest.mark.redis
+@pytest.mark.usefixtures("secrets")
 async def test_with_redis_a_background_refresh_is_kept_server_side(
         make_gateway: GatewayFactory, idp: DevIdp, clock: ManualClock,
-        http: aiohttp.ClientSession, secrets: Secrets, tmp_path: Path) -> None:
+        http: aiohttp.ClientSession, tmp_path: Path) -> None:
     """Redis store: a due refresh runs in the background (the request does not wait for the
     slow IdP) and is saved in Redis; the browser's cookie (only the session id) never changes,
     and the next refresh spends the rotated token."""

@@ -4,7 +4,7 @@ refresh-token rotation and a grace period of 0."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
@@ -16,6 +16,9 @@ from gateway.observability.metrics import Metrics
 from tests.conftest import ALICE, CLIENT_ID, CLIENT_SECRET, Secrets, gateway_client
 from tests.support.clock import ManualClock
 from tests.support.tokens import user_tokens
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
 
 
 @pytest.fixture

@@ -7,10 +7,9 @@ gateway (SIGHUP and a mounted file changed under load).
 from __future__ import annotations
 
 import asyncio
-import io
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from cryptography.fernet import Fernet
@@ -20,6 +19,10 @@ from gateway.observability.metrics import Metrics
 from gateway.reload import LIVE, Reloader, changed_keys
 from tests.conftest import Secrets, log_events
 from tests.support.clock import ManualClock
+
+if TYPE_CHECKING:
+    import io
+    from pathlib import Path
 
 KEY_A, KEY_B = Fernet.generate_key().decode(), Fernet.generate_key().decode()
 CLIENT_SECRET_A, CLIENT_SECRET_B = "client-secret-a-" + "x" * 20, "client-secret-b-" + "y" * 20

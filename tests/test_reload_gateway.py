@@ -18,14 +18,13 @@ import json
 import os
 import re
 import signal
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
@@ -34,7 +33,6 @@ from cryptography.fernet import Fernet, InvalidToken
 from gateway.app import RECONFIGURE
 from gateway.config import load_settings
 from gateway.demo.stack import free_port
-from gateway.devidp import DevIdp
 from tests.conftest import (
     CLIENT_SECRET,
     Secrets,
@@ -43,6 +41,11 @@ from tests.conftest import (
     start_gateway,
 )
 from tests.support.processes import tail, wait_for_status
+
+if TYPE_CHECKING:
+    import socket
+
+    from gateway.devidp import DevIdp
 
 REPO = Path(__file__).resolve().parent.parent
 KEY_A, KEY_B = Fernet.generate_key().decode(), Fernet.generate_key().decode()

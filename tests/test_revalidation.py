@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import socket
-from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
 from aiohttp import web
 
-from gateway.devidp import DevIdp
 from gateway.identity import Identity
 from gateway.sessions.model import Session
 from tests.conftest import (
@@ -21,6 +19,12 @@ from tests.conftest import (
 )
 from tests.support.clock import ManualClock
 from tests.support.ports import listening_socket
+
+if TYPE_CHECKING:
+    import socket
+    from collections.abc import AsyncIterator
+
+    from gateway.devidp import DevIdp
 
 REVALIDATE = 300
 

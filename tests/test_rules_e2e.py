@@ -7,9 +7,8 @@ sign in on its own (simulated) page and become pool users in group `<pool>_Partn
 
 from __future__ import annotations
 
-import io
 import json
-from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
@@ -32,6 +31,10 @@ from tests.conftest import (
 )
 from tests.support.browser import NAVIGATION_HEADERS, ScriptedBrowser
 from tests.support.tokens import user_tokens
+
+if TYPE_CHECKING:
+    import io
+    from collections.abc import Mapping
 
 POOL_ID = "local-1_DevPool01"
 PARTNER_GROUP = f"{POOL_ID}_PartnerSAML"
@@ -249,8 +252,9 @@ async def test_cors_preflight_is_let_through_by_a_method_rule(gateway: RunningGa
     assert answered == 401
 
 
+@pytest.mark.usefixtures("idp")
 async def test_partner_area_signs_in_at_its_identity_provider(
-        gateway: RunningGateway, idp: DevIdp, secrets: Secrets) -> None:
+        gateway: RunningGateway, secrets: Secrets) -> None:
     """A navigation to the partner area goes to /authorize with identity_provider=PartnerSAML,
     straight to the partner's sign-in page; once signed in there, the linked pool user (in
     the partner's group) lands on the page asked for."""

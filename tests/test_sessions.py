@@ -4,11 +4,9 @@ read a session (/oauth2/userinfo, /oauth2/auth) or report health (/ping, /ready)
 from __future__ import annotations
 
 import base64
-import socket
-from collections.abc import AsyncIterator
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
-import aiohttp
 import jwt
 import pytest
 from cryptography.fernet import Fernet
@@ -26,13 +24,12 @@ from tests.conftest import (
 from tests.support.browser import ScriptedBrowser
 from tests.support.ports import listening_socket
 
+if TYPE_CHECKING:
+    import socket
+
+    import aiohttp
+
 BIG_ATTRIBUTES = {f"custom:attr{i}": "v" * 60 for i in range(12)}
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
-        yield session
 
 
 async def _status(http: aiohttp.ClientSession, url: str, cookie: str) -> int:
@@ -85,8 +82,9 @@ async def test_tampered_cookie_is_no_session(gateway: RunningGateway,
     assert await _status(http, f"{gateway.url}/x", cookie) == 200
 
 
+@pytest.mark.usefixtures("make_gateway")
 async def test_new_key_in_front_keeps_sessions_and_old_key_removed_ends_them(
-        make_gateway: GatewayFactory, idp: DevIdp, http: aiohttp.ClientSession,
+        idp: DevIdp, http: aiohttp.ClientSession,
         upstream: str, gateway_url: str, gateway_socket: socket.socket) -> None:
     """Key rotation: [new, old] still reads old cookies and writes with the new key."""
     old_key = Fernet.generate_key().decode()

@@ -12,12 +12,11 @@ import hashlib
 import io
 import json
 import os
-import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
@@ -26,7 +25,6 @@ from cryptography.fernet import Fernet
 
 from gateway.app import session_store
 from gateway.config import load_settings
-from gateway.devidp import DevIdp
 from gateway.identity import Identity
 from gateway.sessions.admin import EXIT_CONFIG, EXIT_FAILED, list_sessions, revoke_sessions, run
 from gateway.sessions.cipher import Cipher
@@ -57,6 +55,12 @@ from tests.support.moto_server import (
 )
 from tests.support.ports import listening_socket, refusing_port
 from tests.support.redis_servers import RedisServer
+
+if TYPE_CHECKING:
+    import socket
+    from pathlib import Path
+
+    from gateway.devidp import DevIdp
 
 pytestmark = pytest.mark.redis
 REVALIDATE = 60

@@ -13,18 +13,22 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
 from aiohttp import WSCloseCode, web
 
 from gateway.demo.stack import free_port
-from gateway.devidp import DevIdp
 from tests.conftest import gateway_env, serve
 from tests.support.processes import tail, wait_for_status
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from gateway.devidp import DevIdp
 
 REPO = Path(__file__).resolve().parent.parent
 CHUNKS = 8

@@ -5,13 +5,11 @@ that export to a real OTLP receiver are in test_tracing_otlp.py.
 
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING
 
 import pytest
 import structlog
@@ -34,11 +32,15 @@ from gateway.observability.tracing import (
     add_trace_id,
     http_method_label,
     log_ids_source,
-    reason_tracing_is_off,
-    setup_tracing,
     span_attributes,
 )
+from gateway.observability.tracing_setup import reason_tracing_is_off, setup_tracing
 from tests.conftest import log_events
+
+if TYPE_CHECKING:
+    import io
+    from collections.abc import Callable, Mapping
+    from contextlib import AbstractContextManager
 
 ENDPOINT = "http://collector.example:4318"
 SUB = "6f2c7a4e-90b1-4c4e-8a59-3b1f0e6d2c11"
@@ -55,7 +57,7 @@ def no_otel_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def trace_ids_in_logs(log_buffer: io.StringIO) -> None:
+def trace_ids_in_logs(log_buffer: io.StringIO) -> None:  # noqa: ARG001 - logging set up first
     """The gateway's logging (`log_buffer` configures it per test) with `add_trace_id` after
     the context variables, as the gateway wires it."""
     processors = list(structlog.get_config()["processors"])
@@ -146,7 +148,8 @@ class TestSetupTracing:
     def test_tracing_off_never_imports_opentelemetry(self, environ: dict[str, str]) -> None:
         """Off costs no import: a fresh interpreter has no opentelemetry module loaded."""
         script = ("import sys\n"
-                  "from gateway.observability.tracing import setup_tracing, TRACING_OFF\n"
+                  "from gateway.observability.tracing import TRACING_OFF\n"
+                  "from gateway.observability.tracing_setup import setup_tracing\n"
                   "assert setup_tracing() is TRACING_OFF\n"
                   "loaded = sorted(m for m in sys.modules if m.startswith('opentelemetry'))\n"
                   "print(','.join(loaded))\n")
@@ -205,8 +208,8 @@ class TestTracingOff:
         with pytest.raises(LookupError, match="raised inside"), factory():
             raise LookupError("raised inside")
 
-    def test_log_lines_get_no_trace_id(self, trace_ids_in_logs: None,
-                                       log_buffer: io.StringIO) -> None:
+    @pytest.mark.usefixtures("trace_ids_in_logs")
+    def test_log_lines_get_no_trace_id(self, log_buffer: io.StringIO) -> None:
         """Off, `add_trace_id` adds nothing to a line logged inside a span."""
         with TRACING_OFF.server_span("GET", "proxy", {}, trusted_parent=False):
             structlog.get_logger("test").info("inside_a_span")

@@ -10,11 +10,8 @@ access log): they fail until those are wired, and are marked so; the mark goes w
 from __future__ import annotations
 
 import asyncio
-import io
 import os
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -23,7 +20,8 @@ from aiohttp import web
 pytest.importorskip("opentelemetry.sdk.trace", reason="needs the otel extra")
 
 
-from gateway.devidp import DevIdp
+from typing import TYPE_CHECKING
+
 from gateway.observability.tracing import (
     AUTH_DECISION,
     COGNITO_REQUEST_ID,
@@ -34,11 +32,18 @@ from gateway.observability.tracing import (
     HTTP_STATUS_CODE,
     OUTCOME,
     Tracing,
-    setup_tracing,
 )
+from gateway.observability.tracing_setup import setup_tracing
 from tests.conftest import ALICE, Secrets, gateway_env, log_events, sign_in_cookies, start_gateway
 from tests.support.otlp_receiver import OtlpReceiver
 from tests.support.redis_servers import RedisServer
+
+if TYPE_CHECKING:
+    import io
+    import socket
+    from pathlib import Path
+
+    from gateway.devidp import DevIdp
 
 TracedGateway = Callable[..., Awaitable[str]]
 

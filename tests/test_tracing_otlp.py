@@ -8,7 +8,6 @@ what arrived at `tests.support.otlp_receiver`. Exports are made deterministic wi
 from __future__ import annotations
 
 import asyncio
-import io
 import os
 import threading
 import time
@@ -21,6 +20,8 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 pytest.importorskip("opentelemetry.sdk.trace", reason="needs the otel extra")
+
+from typing import TYPE_CHECKING
 
 from gateway import __version__
 from gateway.errors import TokenEndpointError
@@ -39,12 +40,15 @@ from gateway.observability.tracing import (
     Tracing,
     add_trace_id,
     log_ids_source,
-    setup_tracing,
 )
+from gateway.observability.tracing_setup import setup_tracing
 from gateway.upstream.forwarding import TrustedProxies
 from tests.conftest import log_events, serve
 from tests.support.otlp_receiver import PROTOBUF, OtlpReceiver, ReceivedSpan
 from tests.support.ports import refusing_port
+
+if TYPE_CHECKING:
+    import io
 
 SUB = "6f2c7a4e-90b1-4c4e-8a59-3b1f0e6d2c11"
 CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -573,7 +577,7 @@ class TestLogs:
     """The trace id reaches the request's log lines."""
 
     @pytest.fixture(autouse=True)
-    def trace_ids_in_logs(self, log_buffer: io.StringIO) -> None:
+    def trace_ids_in_logs(self, log_buffer: io.StringIO) -> None:  # noqa: ARG002 - set up first
         processors = list(structlog.get_config()["processors"])
         if add_trace_id not in processors:
             merge = processors.index(structlog.contextvars.merge_contextvars)
@@ -599,7 +603,7 @@ class TestLogs:
         assert "trace_id" not in lines["outside"]
 
     def test_shutdown_takes_the_trace_ids_off_the_logs(self, make_tracing: TracingFactory,
-                                                        log_buffer: io.StringIO) -> None:
+                                                        ) -> None:
         """After shutdown the processor reads nothing again."""
         tracing = make_tracing()
         assert log_ids_source() is not None

@@ -14,14 +14,11 @@ import hashlib
 import ipaddress
 import json
 import ssl
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import pytest
 from aiohttp import web
-from aiohttp.typedefs import Handler
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -30,6 +27,12 @@ from multidict import CIMultiDict
 
 from gateway.upstream.client import ConnectError, UpstreamClient
 from tests.support.nginx import RunningNginx, start_nginx
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator
+    from pathlib import Path
+
+    from aiohttp.typedefs import Handler
 
 FILE_BODY = b"static file body"
 FUTURE = "Fri, 01 Jan 2100 00:00:00 GMT"

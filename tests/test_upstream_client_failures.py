@@ -154,7 +154,7 @@ def answer(data: bytes, *, then: str = "keep") -> Script:
     return script
 
 
-async def hang(exchange: RawExchange) -> None:
+async def hang(_exchange: RawExchange) -> None:
     """Accept the request and never answer."""
     await asyncio.Event().wait()
 

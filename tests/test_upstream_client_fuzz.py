@@ -11,8 +11,8 @@ no connection is left lent out.
 from __future__ import annotations
 
 import string
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -20,6 +20,9 @@ from hypothesis import strategies as st
 
 from gateway.upstream.client import UpstreamClient, UpstreamClientError
 from tests.test_upstream_client_failures import RawExchange, ScriptedUpstream
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
 
 NAME = st.text(string.ascii_letters + string.digits + "-", min_size=1, max_size=12).filter(
     lambda n: n.lower() not in {"content-length", "transfer-encoding", "connection"})
@@ -124,7 +127,7 @@ async def fuzz_target() -> AsyncIterator[tuple[ScriptedUpstream, UpstreamClient,
     await upstream.close()
 
 
-async def _never(exchange: RawExchange) -> None:
+async def _never(_exchange: RawExchange) -> None:
     raise AssertionError("replaced before use")
 
 

@@ -6,7 +6,7 @@ The upstream is the scripted raw server of test_upstream_client_failures.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -25,6 +25,9 @@ from tests.test_upstream_client_failures import (
     scripted,
     until,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
 
 
 def _close_idle_on_second_request(kind: str) -> Script:

@@ -5,7 +5,7 @@ when it is built: the caller's mistakes are LocalProtocolError or ValueError, ne
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -22,6 +22,9 @@ from gateway.upstream.client import (
     WriteTimeout,
 )
 from tests.test_upstream_client_failures import OK, answer, scripted
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
 
 
 async def _streamed(*chunks: bytes) -> AsyncIterator[bytes]:

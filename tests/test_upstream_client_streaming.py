@@ -12,8 +12,7 @@ import contextlib
 import hashlib
 import resource
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from aiohttp import web
@@ -21,6 +20,10 @@ from aiohttp import web
 from gateway.upstream.client import ReadTimeout, UpstreamClient, WriteTimeout
 from tests.support.nginx import RunningNginx, start_nginx
 from tests.test_upstream_client_failures import RawExchange, scripted
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Iterator
+    from pathlib import Path
 
 MB = 1024 * 1024
 TOTAL = 100 * MB

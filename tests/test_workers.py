@@ -17,10 +17,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
@@ -29,11 +28,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway import __version__
 from gateway.cli import main
 from gateway.demo.stack import free_port
-from gateway.devidp import DevIdp
 from gateway.workers.backoff import RestartBackoff
 from gateway.workers.metrics import WorkerMetrics
 from tests.conftest import Secrets, gateway_env
 from tests.support.processes import tail, wait_for_status
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+    from gateway.devidp import DevIdp
 
 REPO = Path(__file__).resolve().parent.parent
 WORKERS = 2

@@ -10,20 +10,28 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gateway.auth.headers import IdentityHeaders
 from gateway.auth.principal import Principal
 from gateway.cache import BoundedCache
 from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.errors import InvalidBearerToken, TokenValidationError
 from gateway.identity import Identity
 
+if TYPE_CHECKING:
+    from gateway.auth.headers import IdentityHeaders
+
 Verify = Callable[[str], Awaitable[dict[str, Any]]]
 CACHE_SIZE = 4096  # verified tokens remembered, least recently used evicted
 
 
 class BearerTokens:
+    """Principals of `Authorization: Bearer` access tokens, verified once and cached.
+
+    A token's principal is kept in a bounded cache until the token expires; `forget()` empties
+    the cache when the identity headers change.
+    """
+
     def __init__(self, verify: Verify, headers: IdentityHeaders, *,
                  clock: Clock = SYSTEM_CLOCK) -> None:
         self._verify = verify

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from aiohttp import web
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 
 def is_navigation(request: web.BaseRequest) -> bool:

@@ -17,16 +17,19 @@ import argparse
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway.auth.guard import REDIRECTABLE, Decision, judge, unmet
 from gateway.auth.policy import AccessPolicy, Route
 from gateway.auth.principal import Principal
-from gateway.auth.rules import Rule
 from gateway.auth.rules_globs import glob_source
 from gateway.config import AuthSettings, load_settings
 from gateway.errors import BadTarget, ConfigError
 from gateway.identity import Identity
 from gateway.target import RequestTarget, parse_target
+
+if TYPE_CHECKING:
+    from gateway.auth.rules import Rule
 
 OWN_PREFIX = "/oauth2/"
 ANSWERS = {

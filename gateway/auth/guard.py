@@ -17,16 +17,18 @@ answering 401/403) is the caller's job; `refusal` is the error that answers a re
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
-
-from aiohttp import web
+from typing import TYPE_CHECKING, Literal
 
 from gateway.auth.policy import RULE, AccessPolicy, Route, claim_text
-from gateway.auth.principal import Principal, Principals
 from gateway.errors import AccessDenied, AuthError, InvalidBearerToken, SignInRequired
-from gateway.observability.metrics import Metrics
 from gateway.observability.tracing import SPAN
-from gateway.target import RequestTarget
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from gateway.auth.principal import Principal, Principals
+    from gateway.observability.metrics import Metrics
+    from gateway.target import RequestTarget
 
 Outcome = Literal["public", "allowed", "bearer", "anonymous", "forbidden", "unauthenticated",
                   "redirected"]
@@ -35,6 +37,8 @@ REDIRECTABLE = frozenset({"GET", "HEAD"})
 
 @dataclass(frozen=True)
 class Decision:
+    """What the guard decided for one request: the outcome, the rule it followed, and who asked."""
+
     outcome: Outcome
     route: Route
     principal: Principal | None = None
@@ -109,6 +113,11 @@ def refusal(decision: Decision, *, return_to: str, page: bool,
 
 
 class Guard:
+    """Decides each request's outcome from the access policy and the request's principal.
+
+    Every decision is counted in `cognito_gateway_auth_decisions_total`.
+    """
+
     def __init__(self, policy: AccessPolicy, principals: Principals, metrics: Metrics) -> None:
         self._policy = policy
         self._principals = principals

@@ -6,9 +6,12 @@ gateway/forwarding.py), so a client can never forge one.
 
 from __future__ import annotations
 
-from gateway.auth.alb import AlbDataSigner
-from gateway.config import HeadersSettings
-from gateway.identity import Identity
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gateway.auth.alb import AlbDataSigner
+    from gateway.config import HeadersSettings
+    from gateway.identity import Identity
 
 
 class IdentityHeaders:

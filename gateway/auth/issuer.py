@@ -7,16 +7,22 @@ absolute end never moves: refresh renews tokens, not the session.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from gateway.clock import SYSTEM_CLOCK, Clock
-from gateway.cognito.client import TokenResponse
-from gateway.cognito.provider import IdentityProvider
-from gateway.config import Settings
 from gateway.errors import TokenValidationError
 from gateway.identity import Identity
 from gateway.sessions.model import Session, new_session_id
 
+if TYPE_CHECKING:
+    from gateway.cognito.client import TokenResponse
+    from gateway.cognito.provider import IdentityProvider
+    from gateway.config import Settings
+
 
 class SessionIssuer:
+    """Turns token responses into sessions: after a sign-in, and after each refresh."""
+
     def __init__(self, settings: Settings, provider: IdentityProvider, *,
                  clock: Clock = SYSTEM_CLOCK) -> None:
         self._settings = settings

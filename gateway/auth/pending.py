@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
-from aiohttp import web
+if TYPE_CHECKING:
+    from aiohttp import web
 
-from gateway.sessions.cipher import Cipher
-from gateway.sessions.cookies import CookiePolicy
+    from gateway.sessions.cipher import Cipher
+    from gateway.sessions.cookies import CookiePolicy
 
 SIGN_IN_TTL = 600
 CALLBACK_PATH = "/oauth2/callback"
@@ -21,6 +23,8 @@ CALLBACK_PATH = "/oauth2/callback"
 
 @dataclass(frozen=True)
 class PendingSignIn:
+    """One sign-in under way: its OAuth state, nonce, PKCE verifier and the page to return to."""
+
     state: str
     nonce: str
     code_verifier: str | None
@@ -28,6 +32,8 @@ class PendingSignIn:
 
 
 class PendingSignIns:
+    """Sign-ins under way, each in its own sealed cookie named after a hash of its state."""
+
     def __init__(self, cookies: CookiePolicy, cipher: Cipher) -> None:
         self._cookies = cookies
         self._cipher = cipher

@@ -15,16 +15,19 @@ matching rule. Nothing is compiled per request.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from gateway.auth.rules import Action, PrincipalKind, Rule, WithoutPrincipal
 from gateway.auth.rules_globs import glob_source
-from gateway.config import AuthSettings
-from gateway.target import RequestTarget
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from gateway.auth.rules import Action, PrincipalKind, Rule, WithoutPrincipal
+    from gateway.config import AuthSettings
+    from gateway.target import RequestTarget
 
 DEFAULT_RULE = "default"
 RULE = web.RequestKey("rule", str)

@@ -18,16 +18,18 @@ import base64
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from aiohttp import web
 
 from gateway.auth.classify import bearer_token
-from gateway.auth.headers import IdentityHeaders
 from gateway.cache import BoundedCache
 from gateway.clock import SYSTEM_CLOCK, Clock
-from gateway.identity import Identity
-from gateway.sessions.layer import SessionLayer
+
+if TYPE_CHECKING:
+    from gateway.auth.headers import IdentityHeaders
+    from gateway.identity import Identity
+    from gateway.sessions.layer import SessionLayer
 
 Renewal = Callable[[], Awaitable[float | None]]
 HEADERS_CACHE_SIZE = 8192  # identity headers of recently seen session tokens
@@ -76,6 +78,11 @@ class BearerPrincipals(Protocol):
 
 
 class Principals:
+    """Who makes a request: a bearer token's principal, else the session's, else nobody.
+
+    Identity headers are built once per session tokens and cached (bounded).
+    """
+
     def __init__(self, sessions: SessionLayer, bearer: BearerPrincipals | None,
                  headers: IdentityHeaders, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self._sessions = sessions

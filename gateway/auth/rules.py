@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from gateway.auth.rules_globs import covers, never_matches
 from gateway.errors import ConfigProblem
 from gateway.identity import Identity
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 Action = Literal["public", "authenticate", "deny"]
 PrincipalKind = Literal["any", "session", "bearer"]
@@ -150,13 +152,13 @@ class _RuleReader:
 
     def rule(self) -> Rule:
         """The rule as read; a key with a problem keeps its default."""
-        action = cast(Action, self._choice("action", ACTIONS, "authenticate"))
+        action = cast("Action", self._choice("action", ACTIONS, "authenticate"))
         rule = Rule(
             paths=self._paths(), methods=self._methods(), action=action,
             groups=self._strings("groups"), scopes=self._strings("scopes"),
-            principal=cast(PrincipalKind, self._choice("principal", PRINCIPALS, "any")),
+            principal=cast("PrincipalKind", self._choice("principal", PRINCIPALS, "any")),
             claims=self._claims(),
-            unauthenticated=cast(WithoutPrincipal,
+            unauthenticated=cast("WithoutPrincipal",
                                  self._choice("unauthenticated", UNAUTHENTICATED, "auto")),
             identity_provider=self._identity_provider())
         if action != "authenticate":

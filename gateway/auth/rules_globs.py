@@ -10,8 +10,11 @@ refused): a glob that needs any of those can never match, and says so at start.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from fnmatch import translate
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 _MAGIC = frozenset("*?[")
 _ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")

@@ -13,19 +13,22 @@ code, verifies the ID token (auth/issuer.py) and starts the session (sessions/la
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from gateway.auth.issuer import SessionIssuer
 from gateway.auth.pending import PendingSignIn, PendingSignIns
 from gateway.auth.redirects import safe_return_path
 from gateway.cognito.pkce import code_challenge, random_token
-from gateway.cognito.provider import IdentityProvider
 from gateway.errors import SignInError, TokenEndpointError, TokenValidationError
 from gateway.observability.logging import get_logger
-from gateway.observability.metrics import Metrics
 from gateway.routing import Endpoint
-from gateway.sessions.layer import SessionLayer
+
+if TYPE_CHECKING:
+    from gateway.auth.issuer import SessionIssuer
+    from gateway.cognito.provider import IdentityProvider
+    from gateway.observability.metrics import Metrics
+    from gateway.sessions.layer import SessionLayer
 
 log = get_logger(__name__)
 
@@ -40,6 +43,8 @@ other value is shown as `idp_error`."""
 
 @dataclass(frozen=True)
 class SignInSettings:
+    """What the sign-in endpoints read from the settings (replaced whole on a reload)."""
+
     public_url: str
     redirect_uri: str
     pkce: bool
@@ -47,6 +52,11 @@ class SignInSettings:
 
 
 class SignIn:
+    """/oauth2/sign_in and /oauth2/callback: the redirect to the IdP and the code exchange.
+
+    A successful callback begins a session and redirects to the page first asked for.
+    """
+
     def __init__(self, settings: SignInSettings, *, provider: IdentityProvider,
                  pending: PendingSignIns, issuer: SessionIssuer, sessions: SessionLayer,
                  metrics: Metrics) -> None:

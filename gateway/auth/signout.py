@@ -14,20 +14,23 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from html import escape
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 
 from gateway.auth.redirects import safe_return_path
-from gateway.cognito.provider import IdentityProvider
 from gateway.errors import GatewayError, IdPError
 from gateway.observability.logging import get_logger
-from gateway.observability.metrics import Metrics
 from gateway.pages import html_page, json_response
 from gateway.routing import Endpoint
-from gateway.sessions.cookies import CookiePolicy
-from gateway.sessions.layer import SessionLayer
-from gateway.upstream.websocket import OpenSockets
+
+if TYPE_CHECKING:
+    from gateway.cognito.provider import IdentityProvider
+    from gateway.observability.metrics import Metrics
+    from gateway.sessions.cookies import CookiePolicy
+    from gateway.sessions.layer import SessionLayer
+    from gateway.upstream.websocket import OpenSockets
 
 log = get_logger(__name__)
 SIGNED_OUT_PATH = "/oauth2/signed_out"
@@ -36,11 +39,19 @@ RETURN_TTL = 300
 
 @dataclass(frozen=True)
 class SignOutSettings:
+    """What the sign-out endpoints read from the settings."""
+
     public_url: str
     logout_uri: str
 
 
 class SignOut:
+    """/oauth2/sign_out and /oauth2/signed_out: ending a session here and at the IdP.
+
+    Sign-out ends the session, closes its WebSockets, revokes its refresh token and redirects
+    to the IdP's logout; the IdP returns to /oauth2/signed_out.
+    """
+
     def __init__(self, settings: SignOutSettings, *, provider: IdentityProvider,
                  sessions: SessionLayer, sockets: OpenSockets, cookies: CookiePolicy,
                  metrics: Metrics) -> None:

@@ -24,17 +24,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from gateway.auth.classify import is_navigation
 from gateway.auth.guard import Guard, refusal
-from gateway.auth.principal import Principals
 from gateway.errors import BadTarget, Unauthenticated
 from gateway.pages import json_response
 from gateway.routing import Endpoint, Handler
 from gateway.target import RequestTarget, parse_target
-from gateway.upstream.forwarding import TrustedProxies
+
+if TYPE_CHECKING:
+    from gateway.auth.principal import Principals
+    from gateway.upstream.forwarding import TrustedProxies
 
 ORIGINAL_URI_HEADERS = ("X-Forwarded-Uri", "X-Original-URI")
 ORIGINAL_METHOD_HEADERS = ("X-Forwarded-Method", "X-Original-Method")
@@ -78,6 +81,8 @@ class Switches:
 
 
 class Whoami:
+    """/oauth2/userinfo (who is signed in) and /oauth2/auth (forward-auth for another proxy)."""
+
     def __init__(self, guard: Guard, principals: Principals, trusted: TrustedProxies) -> None:
         self._guard = guard
         self._principals = principals

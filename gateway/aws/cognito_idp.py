@@ -16,9 +16,7 @@ import contextlib
 import functools
 import importlib
 import logging
-from collections.abc import AsyncIterator, Mapping
-from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.aws.errors import AWSUnavailable, NoCredentials, map_sdk_error, sdk_failures
 from gateway.aws.model import (
@@ -28,6 +26,10 @@ from gateway.aws.model import (
     UserPoolDescription,
     UserSummary,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Mapping
+    from types import ModuleType
 
 SERVICE = "cognito-idp"
 # botocore logs whole response bodies at DEBUG, DescribeUserPoolClient's ClientSecret included.

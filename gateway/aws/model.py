@@ -9,9 +9,11 @@ module can print it.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 # UpdateUserPoolClient members that name the client rather than set it.
 CLIENT_KEYS = frozenset({"UserPoolId", "ClientId"})

@@ -3,8 +3,11 @@ and the doctor's probe send it."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 def authorization_url(endpoint: str, *, client_id: str, redirect_uri: str, scopes: Sequence[str],

@@ -25,7 +25,7 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 import aiohttp
@@ -35,7 +35,6 @@ from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.cognito.diagnosis import OAUTH_ERRORS, diagnose
 from gateway.errors import TokenEndpointError, network_failure_reason
 from gateway.observability.logging import get_logger
-from gateway.observability.metrics import Metrics
 from gateway.observability.tracing import (
     COGNITO_REQUEST_ID,
     GRANT_TYPE,
@@ -43,6 +42,9 @@ from gateway.observability.tracing import (
     Span,
     Tracing,
 )
+
+if TYPE_CHECKING:
+    from gateway.observability.metrics import Metrics
 
 log = get_logger(__name__)
 SPENT_TOKENS_REMEMBERED = 2048  # rotated refresh tokens spent lately, each with the 200 it got
@@ -58,6 +60,8 @@ class ConfirmCause(Protocol):
 
 @dataclass(frozen=True)
 class TokenResponse:
+    """The fields of a successful token endpoint response that the gateway uses."""
+
     access_token: str
     expires_in: int
     id_token: str | None

@@ -11,6 +11,12 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Diagnosis:
+    """A known IdP failure and the hint that explains it.
+
+    It matches when `error` (and, when set, `description`, `grant_type` and `public_client`)
+    match the failure.
+    """
+
     error: str | None            # OAuth error code, None for transport failures / bare statuses
     hint: str
     description: str | None = None  # substring of error_description that must match

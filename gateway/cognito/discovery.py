@@ -8,16 +8,19 @@ A configured hosted-UI `domain` replaces the discovered hosted-UI endpoints (cus
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from gateway.cognito.http import fetch_json
 from gateway.errors import DiscoveryError
 
+if TYPE_CHECKING:
+    import aiohttp
+
 
 @dataclass(frozen=True)
 class ProviderMetadata:
+    """The endpoints of the IdP, from its OpenID discovery document."""
+
     issuer: str
     authorization_endpoint: str
     token_endpoint: str

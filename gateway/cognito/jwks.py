@@ -20,16 +20,20 @@ Only RSA/EC signing keys (`use` absent or "sig") are kept.
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
-import aiohttp
 import jwt
 
 from gateway.cache import BoundedCache
 from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.cognito.http import fetch_json
 from gateway.errors import JWKSError, TokenValidationError
-from gateway.observability.metrics import Metrics
 from gateway.observability.tracing import TRACING_OFF, Tracing
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from gateway.observability.metrics import Metrics
 
 UNKNOWN_KID_BACKOFF = 10.0
 FAILURE_BACKOFF = 1.0

@@ -17,8 +17,8 @@ import enum
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
@@ -30,8 +30,13 @@ from gateway.cognito.pkce import code_challenge, random_token
 from gateway.errors import IdPError, TokenEndpointError, network_failure_reason
 from gateway.observability.metrics import Metrics
 
+if TYPE_CHECKING:
+    from datetime import datetime
+
 
 class AuthorizeVerdict(enum.Enum):
+    """Where the IdP's /oauth2/authorize sent a probe request."""
+
     SIGN_IN = "sign_in"                      # on to the login page (or a code, silently)
     REDIRECT_MISMATCH = "redirect_mismatch"  # Cognito's error page: callback or client unknown
     ERROR = "error"                          # back to redirect_uri with error=<code>
@@ -40,6 +45,8 @@ class AuthorizeVerdict(enum.Enum):
 
 @dataclass(frozen=True)
 class AuthorizeProbe:
+    """What one probe of /oauth2/authorize found: its verdict, status and any OAuth error."""
+
     verdict: AuthorizeVerdict
     status: int
     error: str | None = None

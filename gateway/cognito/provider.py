@@ -7,6 +7,7 @@ the browser-facing URLs: the authorization request and the IdP sign-out.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 import aiohttp
@@ -18,11 +19,13 @@ from gateway.cognito.client import ConfirmCause, TokenClient
 from gateway.cognito.discovery import ProviderMetadata, discover
 from gateway.cognito.jwks import JWKSCache
 from gateway.cognito.verify import TokenVerifier, authenticated_channel
-from gateway.config import Settings
 from gateway.errors import IdPError
 from gateway.observability.logging import get_logger
-from gateway.observability.metrics import Metrics
 from gateway.observability.tracing import TRACING_OFF, Tracing
+
+if TYPE_CHECKING:
+    from gateway.config import Settings
+    from gateway.observability.metrics import Metrics
 
 log = get_logger(__name__)
 MAX_BACKOFF = 30.0

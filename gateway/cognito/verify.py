@@ -25,16 +25,18 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import jwt
 
 from gateway.clock import SYSTEM_CLOCK, Clock
-from gateway.cognito.jwks import JWKSCache
 from gateway.errors import JWKSError, TokenValidationError
 from gateway.observability.logging import get_logger
-from gateway.observability.metrics import Metrics
+
+if TYPE_CHECKING:
+    from gateway.cognito.jwks import JWKSCache
+    from gateway.observability.metrics import Metrics
 
 log = get_logger(__name__)
 

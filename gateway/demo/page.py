@@ -7,12 +7,15 @@ comes from a request is escaped.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
+from typing import TYPE_CHECKING
 
-from gateway.demo.assertion import Assertion
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from gateway.demo.assertion import Assertion
 
 IDENTITY_PREFIXES = ("x-auth-request-", "x-amzn-oidc-", "x-forwarded-", "x-request-id")
 _VALUE_CHARS = 400

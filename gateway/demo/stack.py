@@ -23,6 +23,8 @@ PARTNER_PASSWORD = "carol-password-1"  # noqa: S105 - the simulated SAML provide
 
 @dataclass
 class DemoStack:
+    """The running demo: its dev IdP, the gateway's URL and settings, and the servers to stop."""
+
     idp: DevIdp
     gateway_url: str
     settings: Settings

@@ -11,13 +11,16 @@ the gateway sees. `Accept: application/json` gets the method, path and headers a
 from __future__ import annotations
 
 import argparse
-from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import web
 
 from gateway.demo.assertion import AssertionReader
 from gateway.demo.page import Visitor, render_page
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
 
 READER = web.AppKey("assertion_reader", AssertionReader)
 HTTP = web.AppKey("http", aiohttp.ClientSession)

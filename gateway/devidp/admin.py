@@ -7,14 +7,15 @@ Unknown users or clients answer 404, malformed fault requests 400, all with JSON
 from __future__ import annotations
 
 import json
-from typing import Any
-
-from aiohttp import web
+from typing import TYPE_CHECKING, Any
 
 from gateway.devidp.faults import Fault
 from gateway.devidp.keys import SigningKeys
 from gateway.devidp.responses import json_response
 from gateway.devidp.state import IdpState, state_of
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 _FAULT_KEYS = {"endpoint", "status", "delay_seconds", "body", "content_type", "count"}
 

@@ -11,18 +11,22 @@ support, is refused with a 302 to the redirect_uri carrying error=invalid_reques
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
 from gateway.devidp.grants import HOSTED_UI_SESSION_SECONDS, AuthorizationCode, SignIn
-from gateway.devidp.model import AppClient, User, UserPool
 from gateway.devidp.providers import COGNITO, IdentityProvider, provider_sign_in_path
 from gateway.devidp.responses import redirect
 from gateway.devidp.state import IdpState, state_of
 from gateway.devidp.tokens import mint_user_tokens
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from gateway.devidp.model import AppClient, User, UserPool
 
 HOSTED_UI_COOKIE = "cognito"
 _FLOW_OF_RESPONSE_TYPE = {"code": "code", "token": "implicit"}

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway.devidp.model import UserPool, demo_pool
 from gateway.devidp.poolfile import load_pool
 from gateway.devidp.server import DevIdp
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 DEMO_CALLBACK_URL = "http://127.0.0.1:4180/oauth2/callback"
 DEMO_LOGOUT_URL = "http://127.0.0.1:4180/oauth2/signed_out"

@@ -9,9 +9,12 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from gateway.devidp.model import AppClient, UserPool
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from gateway.devidp.model import AppClient, UserPool
 
 
 class ClientAuthError(Exception):

@@ -20,13 +20,15 @@ import json
 import re
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from gateway.devidp import admin
-from gateway.devidp.model import User, UserPool
 from gateway.devidp.state import IdpState, state_of
+
+if TYPE_CHECKING:
+    from gateway.devidp.model import User, UserPool
 
 TARGET_PREFIX = "AWSCognitoIdentityProviderService."
 CONTENT_TYPE = "application/x-amz-json-1.1"

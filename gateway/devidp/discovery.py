@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from aiohttp import web
+from typing import TYPE_CHECKING
 
 from gateway.devidp.responses import json_response
 from gateway.devidp.state import IdpState, state_of
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 
 def discovery_document(st: IdpState) -> dict[str, object]:

@@ -37,7 +37,7 @@ async def provider_sign_in_form(request: web.Request) -> web.Response:
     provider, relay_state = _pending(request, request.query.get("RelayState", ""))
     if provider is None:
         return html_page(_EXPIRED, status=400)
-    return _provider_page(request, provider, relay_state, error=None)
+    return _provider_page(provider, relay_state, error=None)
 
 
 async def provider_sign_in_submit(request: web.Request) -> web.Response:
@@ -52,7 +52,7 @@ async def provider_sign_in_submit(request: web.Request) -> web.Response:
     user = provider.user(user_id) if isinstance(user_id, str) else None
     if (user is None or not isinstance(password, str)
             or not secrets.compare_digest(password.encode(), user.password.encode())):
-        return _provider_page(request, provider, relay_state, error=PROVIDER_BAD_CREDENTIALS)
+        return _provider_page(provider, relay_state, error=PROVIDER_BAD_CREDENTIALS)
     st = state_of(request)
     code = st.grants.assert_federated(relay_state, provider.name, user.user_id)
     return redirect(f"{st.base_url}/oauth2/idpresponse?"
@@ -115,7 +115,7 @@ def _pending(request: web.Request, relay_state: str) -> tuple[IdentityProvider |
     return st.pool.provider(name), relay_state
 
 
-def _provider_page(request: web.Request, provider: IdentityProvider, relay_state: str, *,
+def _provider_page(provider: IdentityProvider, relay_state: str, *,
                    error: str | None) -> web.Response:
     return html_page(provider_page(provider=provider.name, provider_type=provider.type,
                                    action=provider_sign_in_path(provider.name),

@@ -11,8 +11,11 @@ import base64
 import json
 import secrets
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 # The refresh token imitates Cognito's: a compact JWE (5 parts) of about 1.8 KB.
 _JWE_HEADER = base64.urlsafe_b64encode(

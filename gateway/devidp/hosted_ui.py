@@ -114,6 +114,6 @@ async def logout(request: web.Request) -> web.Response:
     return response
 
 
-async def error(request: web.Request) -> web.Response:
+async def error(_request: web.Request) -> web.Response:
     """GET /error: Cognito's generic error page, HTTP 400."""
     return error_page()

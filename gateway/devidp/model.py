@@ -106,6 +106,14 @@ def client_problems(client: AppClient) -> list[str]:
         problems.append("client_id: must not be empty")
     if client.client_secret == "":
         problems.append("client_secret: must not be empty (leave it out for a public client)")
+    problems += _flow_problems(client)
+    if not client.allowed_scopes:
+        problems.append("allowed_scopes: must name at least one scope")
+    return problems + _lifetime_problems(client) + _hosted_ui_problems(client)
+
+
+def _flow_problems(client: AppClient) -> list[str]:
+    problems = []
     unknown = [f for f in client.allowed_flows if f not in FLOWS]
     if unknown:
         problems.append(f"allowed_flows: unknown {unknown}, expected some of {list(FLOWS)}")
@@ -120,8 +128,11 @@ def client_problems(client: AppClient) -> list[str]:
             )
     if {"code", "implicit"} & set(client.allowed_flows) and not client.callback_urls:
         problems.append("callback_urls: the code and implicit flows need at least one")
-    if not client.allowed_scopes:
-        problems.append("allowed_scopes: must name at least one scope")
+    return problems
+
+
+def _lifetime_problems(client: AppClient) -> list[str]:
+    problems = []
     for name in (
         "access_token_validity_seconds",
         "id_token_validity_seconds",
@@ -132,7 +143,7 @@ def client_problems(client: AppClient) -> list[str]:
             problems.append(f"{name}: must be at least 1")
     if not 0 <= client.rotation_grace_seconds <= MAX_ROTATION_GRACE_SECONDS:
         problems.append(f"rotation_grace_seconds: must be 0-{MAX_ROTATION_GRACE_SECONDS}")
-    return problems + _hosted_ui_problems(client)
+    return problems
 
 
 def _hosted_ui_problems(client: AppClient) -> list[str]:

@@ -10,11 +10,13 @@ since the first version is optional, so older files load unchanged.
 from __future__ import annotations
 
 import tomllib
-from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from gateway.devidp.model import AppClient, User, UserPool
 from gateway.devidp.providers import IdentityProvider, ProviderUser
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 _Kind = Literal["str", "optional_str", "bool", "int", "str_list", "str_table", "table_list"]
 _Model = type[User] | type[AppClient] | type[IdentityProvider] | type[ProviderUser]

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections import Counter
-from collections.abc import Callable
-from types import TracebackType
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -17,11 +15,17 @@ from gateway.devidp.faults import Fault, faultable
 from gateway.devidp.federation import idp_response, provider_sign_in_form, provider_sign_in_submit
 from gateway.devidp.hosted_ui import error, login_form, login_submit, logout
 from gateway.devidp.keys import SigningKeys
-from gateway.devidp.model import UserPool
 from gateway.devidp.revoke import revoke
 from gateway.devidp.state import STATE, IdpState, faults_of
 from gateway.devidp.token_endpoint import counting, token
 from gateway.devidp.userinfo import userinfo
+
+if TYPE_CHECKING:
+    from collections import Counter
+    from collections.abc import Callable
+    from types import TracebackType
+
+    from gateway.devidp.model import UserPool
 
 
 def build_app(st: IdpState) -> web.Application:

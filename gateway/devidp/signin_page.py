@@ -9,9 +9,12 @@ page looks deliberately different and says what it is. Self-contained: inline CS
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 _STYLE = """body{margin:0;background:#f2f3f3;font:14px/1.45 "Amazon Ember","Helvetica Neue",
 Helvetica,Arial,sans-serif;color:#333}

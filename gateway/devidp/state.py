@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from gateway.devidp.faults import FaultBook
 from gateway.devidp.grants import GrantStore
-from gateway.devidp.keys import SigningKeys
-from gateway.devidp.model import UserPool
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from gateway.devidp.keys import SigningKeys
+    from gateway.devidp.model import UserPool
 
 
 @dataclass

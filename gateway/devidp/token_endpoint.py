@@ -11,17 +11,21 @@ import base64
 import hashlib
 import hmac
 import uuid
-from collections.abc import Mapping
-
-from aiohttp import web
+from typing import TYPE_CHECKING
 
 from gateway.devidp.clientauth import ClientAuthError, authenticate_client
-from gateway.devidp.faults import Handler
 from gateway.devidp.grants import RefreshGrant
-from gateway.devidp.model import AppClient
 from gateway.devidp.responses import json_response, oauth_error
 from gateway.devidp.state import IdpState, state_of
 from gateway.devidp.tokens import mint_client_token, mint_user_tokens
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from aiohttp import web
+
+    from gateway.devidp.faults import Handler
+    from gateway.devidp.model import AppClient
 
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 _NO_STORE = {

@@ -6,11 +6,12 @@ import base64
 import hashlib
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gateway.devidp.grants import SignIn
-from gateway.devidp.keys import SigningKeys
-from gateway.devidp.model import AppClient, User
+if TYPE_CHECKING:
+    from gateway.devidp.grants import SignIn
+    from gateway.devidp.keys import SigningKeys
+    from gateway.devidp.model import AppClient, User
 
 
 @dataclass(frozen=True)

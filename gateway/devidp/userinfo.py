@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
 from aiohttp import web
 
-from gateway.devidp.model import User
 from gateway.devidp.responses import json_response
 from gateway.devidp.state import IdpState, state_of
+
+if TYPE_CHECKING:
+    from gateway.devidp.model import User
 
 _BAD_REQUEST = (
     'error="invalid_request", error_description="Bad OAuth2 request at UserInfo Endpoint"'

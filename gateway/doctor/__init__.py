@@ -32,9 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Mapping
-from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import aiohttp
 
@@ -47,6 +45,10 @@ from gateway.doctor.jsonout import render_json
 from gateway.doctor.report import Finding, Status, exit_code, render
 from gateway.doctor.verdicts import CLIENT
 from gateway.errors import ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from pathlib import Path
 
 CONFIG_ERROR_EXIT = 2
 

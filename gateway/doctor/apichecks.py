@@ -9,8 +9,9 @@ a ready-to-paste IAM policy.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from gateway.aws import AccessDenied, AWSUnavailable, CredentialsRejected, NoCredentials
-from gateway.config import Settings
 from gateway.doctor.appclient import client_findings, missing_client_finding
 from gateway.doctor.facts import APIUnavailable, AppClientFacts, read_facts
 from gateway.doctor.fixes import ClientUpdates
@@ -18,6 +19,9 @@ from gateway.doctor.iam import DOCTOR_ACTIONS, doctor_policy
 from gateway.doctor.pool import domain_findings, info_findings, pool_finding, region_finding
 from gateway.doctor.report import Finding, Status
 from gateway.doctor.tokens import TokenRules
+
+if TYPE_CHECKING:
+    from gateway.config import Settings
 
 API = "aws api"
 ALL_FIXES = "all client fixes"

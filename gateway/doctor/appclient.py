@@ -16,9 +16,8 @@ Cognito's error page) before a user meets it:
 from __future__ import annotations
 
 import hmac
+from typing import TYPE_CHECKING
 
-from gateway.aws import AppClientDescription, ClientSummary
-from gateway.doctor.facts import AppClientFacts
 from gateway.doctor.fixes import (
     CLIENT_INFORMATION,
     LOGIN_PAGES,
@@ -29,6 +28,10 @@ from gateway.doctor.fixes import (
 )
 from gateway.doctor.redirect import difference
 from gateway.doctor.report import Finding, Status
+
+if TYPE_CHECKING:
+    from gateway.aws import AppClientDescription, ClientSummary
+    from gateway.doctor.facts import AppClientFacts
 
 CLIENT = "app client"
 FLOWS = "oauth flows"

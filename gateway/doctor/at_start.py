@@ -10,13 +10,17 @@ there is one warning naming what is missing, and hints stay the inferred ones.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import structlog
 
-from gateway.config import Settings
 from gateway.doctor.apichecks import check_app_client
 from gateway.doctor.causes import confirmed_cause
-from gateway.doctor.facts import AppClientFacts
 from gateway.doctor.report import Finding, Status
+
+if TYPE_CHECKING:
+    from gateway.config import Settings
+    from gateway.doctor.facts import AppClientFacts
 
 log = structlog.get_logger("gateway.doctor")
 

@@ -8,12 +8,16 @@ or no failing check that fits: None, and the inferred hint stands alone.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from gateway.doctor.apichecks import app_client_findings
 from gateway.doctor.appclient import AUTH_FLOWS, CALLBACKS, CLIENT, FLOWS, SCOPES, SECRET
-from gateway.doctor.facts import AppClientFacts
 from gateway.doctor.pool import POOL
 from gateway.doctor.report import Status
 from gateway.doctor.tokens import REVOCATION
+
+if TYPE_CHECKING:
+    from gateway.doctor.facts import AppClientFacts
 
 
 def _suspects(outcome: str, error_description: str | None, grant_type: str

@@ -8,10 +8,8 @@ nothing after it can be checked and the run stops there.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import aiohttp
 
 from gateway.cognito.discovery import ProviderMetadata
 from gateway.cognito.http import fetch_json
@@ -22,7 +20,6 @@ from gateway.cognito.probes import (
     probe_authorize,
     probe_token,
 )
-from gateway.config import Settings
 from gateway.doctor.redirect import near_misses, redirect_uri_finding
 from gateway.doctor.report import Finding
 from gateway.doctor.verdicts import (
@@ -33,6 +30,11 @@ from gateway.doctor.verdicts import (
 )
 from gateway.errors import DiscoveryError, IdPError, JWKSError
 from gateway.observability.metrics import Metrics
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from gateway.config import Settings
 
 NETWORK_REASONS = frozenset({"connect", "timeout", "reset", "network_error"})
 ISSUER_FIX = ("Set cognito.region and cognito.user_pool_id (issuer https://cognito-idp.<region>"

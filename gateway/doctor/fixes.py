@@ -14,10 +14,12 @@ applies every app client fix of the run at once.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.aws import AppClientDescription, cli_option
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 COMMAND = ("aws", "cognito-idp", "update-user-pool-client")
 LOGIN_PAGES = "Login pages > Managed login pages configuration > Edit"

@@ -16,10 +16,12 @@ Every finding has every key: `fix`, `command` and `argv` are null when there is 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.doctor.report import Finding, Status
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 def finding_document(finding: Finding) -> dict[str, Any]:

@@ -9,11 +9,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from gateway.aws import DomainDescription, UserPoolDescription
 from gateway.doctor.facts import PREFIX_DOMAIN, AppClientFacts, domain_name
 from gateway.doctor.report import Finding, Status
+
+if TYPE_CHECKING:
+    from gateway.aws import DomainDescription, UserPoolDescription
 
 POOL = "user pool"
 REGION = "pool region"

@@ -8,10 +8,13 @@ redirect_uri is always `server.public_url` (without a trailing slash) + `/oauth2
 from __future__ import annotations
 
 import ipaddress
-from urllib.parse import urlsplit, urlunsplit
+from typing import TYPE_CHECKING
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
-from gateway.config import Settings
 from gateway.doctor.report import Finding
+
+if TYPE_CHECKING:
+    from gateway.config import Settings
 
 CHECK = "redirect_uri"
 CALLBACK_PATH = "/oauth2/callback"
@@ -87,6 +90,29 @@ def _effective_port(scheme: str, port: int | None) -> int | None:
     return port if port is not None else _DEFAULT_PORTS.get(scheme.lower())
 
 
+def _port_difference(e: SplitResult, r: SplitResult) -> list[str]:
+    """How the registered port differs; ValueError when either port is not a number."""
+    e_port, r_port = e.port, r.port
+    if e_port is None and r_port is None:
+        return []  # each scheme's default port
+    if _effective_port(e.scheme, e_port) != _effective_port(r.scheme, r_port):
+        return [f"port {_effective_port(r.scheme, r_port)} instead of "
+                f"{_effective_port(e.scheme, e_port)}"]
+    if e_port != r_port:
+        return [f"the default port {r_port} written out" if r_port else
+                "without the port number"]
+    return []
+
+
+def _path_difference(expected: str, registered: str, *, same_path: bool) -> list[str]:
+    if not same_path:
+        return [f"path {registered or '/'} instead of {expected}"]
+    if expected.rstrip("/") == registered.rstrip("/") and expected != registered:
+        return ["with a trailing slash" if registered.endswith("/") else
+                "without the trailing slash"]
+    return []
+
+
 def difference(expected: str, registered: str) -> str | None:
     """How a registered URL differs from `expected`, when it is a near miss (same host or same
     path, give or take case and a trailing slash); None when it is equal or unrelated."""
@@ -104,22 +130,10 @@ def difference(expected: str, registered: str) -> str | None:
     if not same_host:
         how.append(f"host {r_host} instead of {e_host}")
     try:
-        e_port, r_port = e.port, r.port
-    except ValueError:
+        how.extend(_port_difference(e, r))
+    except ValueError:  # urlsplit's port property on a port that is not a number
         return "an invalid port"
-    if e_port is None and r_port is None:
-        pass  # each scheme's default port
-    elif _effective_port(e.scheme, e_port) != _effective_port(r.scheme, r_port):
-        how.append(f"port {_effective_port(r.scheme, r_port)} instead of "
-                   f"{_effective_port(e.scheme, e_port)}")
-    elif e_port != r_port:
-        how.append(f"the default port {r_port} written out" if r_port else
-                   "without the port number")
-    if not same_path:
-        how.append(f"path {r.path or '/'} instead of {e.path}")
-    elif e.path.rstrip("/") == r.path.rstrip("/") and e.path != r.path:
-        how.append("with a trailing slash" if r.path.endswith("/") else
-                   "without the trailing slash")
+    how.extend(_path_difference(e.path, r.path, same_path=same_path))
     if (e.scheme + e.netloc + e.path).lower() == (r.scheme + r.netloc + r.path).lower() and (
             e.scheme + e.netloc + e.path) != (r.scheme + r.netloc + r.path):
         how.append("different letter case (Cognito compares exactly)")

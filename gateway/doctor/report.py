@@ -14,14 +14,19 @@ from __future__ import annotations
 import enum
 import shlex
 import textwrap
-from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 WIDTH = 100
 _NAME_COLUMN = 18
 
 
 class Status(enum.Enum):
+    """A finding's verdict; FAIL makes `doctor` exit 1."""
+
     PASS = "PASS"  # noqa: S105 - a verdict, not a password
     WARN = "WARN"
     FAIL = "FAIL"

@@ -15,11 +15,14 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-from gateway.aws import AppClientDescription
-from gateway.doctor.facts import AppClientFacts
 from gateway.doctor.fixes import CLIENT_INFORMATION, ONE_AT_A_TIME, ClientUpdates, client_console
 from gateway.doctor.report import Finding, Status
+
+if TYPE_CHECKING:
+    from gateway.aws import AppClientDescription
+    from gateway.doctor.facts import AppClientFacts
 
 VALIDITY = "token validity"
 ROTATION = "refresh rotation"

@@ -15,10 +15,14 @@ two more answers separate them:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from gateway.cognito.diagnosis import CREDENTIALS_FIX
 from gateway.cognito.probes import AuthorizeProbe, AuthorizeVerdict, TokenProbe
-from gateway.config import Settings
 from gateway.doctor.report import Finding
+
+if TYPE_CHECKING:
+    from gateway.config import Settings
 
 CLIENT = "client auth"
 GRANT = "code grant"

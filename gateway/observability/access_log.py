@@ -16,8 +16,8 @@ import logging
 from json.encoder import encode_basestring_ascii as json_string
 from time import gmtime, strftime
 from time import time as wall_clock
+from typing import TYPE_CHECKING
 
-from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from gateway.auth.policy import RULE
@@ -25,6 +25,9 @@ from gateway.observability.logging import scrub, write_rendered
 from gateway.observability.request_id import REQUEST_ID
 from gateway.observability.tracing import TRACE_ID
 from gateway.target import TARGET
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 LOGGER_NAME = "gateway.access"
 MAX_PATH = 256  # of a refused target's raw path; a decided path is logged whole

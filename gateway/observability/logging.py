@@ -14,15 +14,18 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Callable
 from contextlib import nullcontext
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import structlog
-from structlog.typing import EventDict, Processor, WrappedLogger
 
 from gateway.observability.tracing import add_trace_id
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from structlog.typing import EventDict, Processor, WrappedLogger
 
 SENSITIVE_KEYS = frozenset({
     "access_token", "authorization", "client_secret", "code", "code_verifier", "cookie",
@@ -133,7 +136,7 @@ class _Handler(logging.StreamHandler[TextIO]):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             line = self.format(record)
-        except Exception:  # a bug in a processor: logging's own report of it
+        except Exception:  # noqa: BLE001 - a bug in a processor: logging's own report of it
             self.handleError(record)
             return
         self.pending.append(line + self.terminator)

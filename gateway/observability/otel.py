@@ -15,10 +15,7 @@ it may be missing (`unused-ignore` keeps that quiet when the extra is installed)
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, MutableMapping
-from contextvars import Token
-from types import TracebackType
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from aiohttp import web
 from opentelemetry.context import Context, attach, detach  # type: ignore[import-not-found, import-untyped, unused-ignore]
@@ -64,6 +61,11 @@ from gateway.observability.tracing import (
     set_log_ids_source,
     span_attributes,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, MutableMapping
+    from contextvars import Token
+    from types import TracebackType
 
 DEFAULT_SERVICE_NAME: Final = "cognito-gateway"
 _TRACE_HEADERS: Final = frozenset({"traceparent", "tracestate"})

@@ -49,6 +49,7 @@ os.register_at_fork(after_in_child=new_request_id.forget)
 
 
 def request_id_of(request: web.BaseRequest) -> str:
+    """The request's X-Request-Id when it is well formed, else a new random id."""
     incoming = request.headers.get("X-Request-Id")
     if incoming is not None and _SANE_ID.fullmatch(incoming):
         return incoming

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Container
+from typing import TYPE_CHECKING
 
 import structlog
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 
 from gateway.errors import GatewayError, RequestRefused
 from gateway.observability.logging import get_logger
@@ -25,8 +25,12 @@ from gateway.observability.metrics import Metrics, normalise_method
 from gateway.observability.request_id import REQUEST_ID, request_id_of
 from gateway.observability.tracing import SPAN, TRACE_ID, Tracing
 from gateway.target import TARGET, parse_target
-from gateway.translate import ErrorResponses
 from gateway.upstream.failures import ExchangeAborted, UpstreamAborted
+
+if TYPE_CHECKING:
+    from aiohttp.typedefs import Middleware
+
+    from gateway.translate import ErrorResponses
 
 log = get_logger("gateway.request")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

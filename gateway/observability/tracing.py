@@ -1,7 +1,7 @@
 """Tracing: one span per request, child spans for the upstream, the IdP and Redis.
 
 The gateway calls the `Tracing` facade defined here. Which implementation it gets is decided
-once, at start, by `setup_tracing()`:
+once, at start, by `setup_tracing()` (gateway.observability.tracing_setup):
 
 - off (`TRACING_OFF`): no OTLP endpoint is set (`OTEL_EXPORTER_OTLP_ENDPOINT`,
   `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`), `OTEL_SDK_DISABLED=true`, `OTEL_TRACES_EXPORTER=none`,
@@ -18,16 +18,18 @@ is ever an attribute; the only attribute about the user is `enduser.id`, the `su
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Mapping, MutableMapping
-from contextlib import AbstractContextManager
 from types import MappingProxyType, TracebackType
-from typing import Final, Literal, Protocol
+from typing import TYPE_CHECKING, Final, Literal, Protocol
 
 import structlog
 from aiohttp import web
-from structlog.typing import EventDict, WrappedLogger
+
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+    from structlog.typing import EventDict, WrappedLogger
 
 # Not gateway.observability.logging's get_logger: that module imports add_trace_id from here.
 log: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(__name__)
@@ -231,12 +233,15 @@ class _TracingOff:
     __slots__ = ()
     enabled = False
 
-    def server_span(self, method: str, route: str | None, headers: Mapping[str, str], *,
-                    trusted_parent: bool) -> AbstractContextManager[Span]:
+    # The parameters are the Tracing protocol's (callers pass some by keyword); off, none
+    # of them matters.
+    def server_span(self, method: str, route: str | None,  # noqa: ARG002 - protocol
+                    headers: Mapping[str, str], *,  # noqa: ARG002 - protocol
+                    trusted_parent: bool) -> AbstractContextManager[Span]:  # noqa: ARG002
         return SPAN_OFF
 
-    def client_span(self, name: ClientSpanName,
-                    attributes: Mapping[str, AttributeValue] | None = None,
+    def client_span(self, name: ClientSpanName,  # noqa: ARG002 - protocol
+                    attributes: Mapping[str, AttributeValue] | None = None,  # noqa: ARG002
                     ) -> AbstractContextManager[Span]:
         return SPAN_OFF
 
@@ -246,7 +251,7 @@ class _TracingOff:
     def trace_id(self) -> None:
         return None
 
-    def force_flush(self, timeout_seconds: float = 5.0) -> bool:
+    def force_flush(self, timeout_seconds: float = 5.0) -> bool:  # noqa: ARG002 - protocol
         return True
 
     def shutdown(self, timeout_seconds: float = 5.0) -> None:
@@ -254,71 +259,6 @@ class _TracingOff:
 
 
 TRACING_OFF: Final[Tracing] = _TracingOff()
-
-_SUPPORTED_PROTOCOLS = frozenset({"", "http/protobuf"})
-_WARNINGS: Final = MappingProxyType({
-    "unsupported_protocol": "the gateway exports OTLP over HTTP/protobuf only: set "
-                            "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf and point the endpoint "
-                            "at the collector's HTTP port (4318)",
-    "unsupported_exporter": "the gateway exports traces with OTLP only: set "
-                            "OTEL_TRACES_EXPORTER=otlp (or none)",
-    "otel_extra_missing": "an OTLP endpoint is set but OpenTelemetry is not installed: "
-                          "install cognito-gateway[otel]",
-    "invalid_settings": "OpenTelemetry refused the batching settings: OTEL_BSP_* values must "
-                        "be positive, and OTEL_BSP_MAX_EXPORT_BATCH_SIZE at most "
-                        "OTEL_BSP_MAX_QUEUE_SIZE",
-})
-
-
-def reason_tracing_is_off(environ: Mapping[str, str]) -> str | None:
-    """Why these OTEL_* variables leave tracing off (a bounded label), or None to trace.
-
-    `no_endpoint` and `sdk_disabled` and `exporter_none` are choices; `unsupported_protocol`
-    (gRPC or JSON asked for) and `unsupported_exporter` are mistakes worth a warning.
-    """
-    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
-        return "sdk_disabled"
-    exporters = {name.strip().lower()
-                 for name in environ.get("OTEL_TRACES_EXPORTER", "otlp").split(",")}
-    if "otlp" not in exporters:
-        return "exporter_none" if exporters <= {"none", ""} else "unsupported_exporter"
-    if not (environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
-            or environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()):
-        return "no_endpoint"
-    protocol = (environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "").strip()
-                or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "").strip())
-    if protocol.lower() not in _SUPPORTED_PROTOCOLS:
-        return "unsupported_protocol"
-    return None
-
-
-def setup_tracing() -> Tracing:
-    """The tracing the process environment asks for, decided once.
-
-    Call it at start in each serving process (after any fork): the exporter's thread belongs
-    to the process that made it. A mistake in the OTEL_* variables logs `tracing_off` with a
-    hint and leaves tracing off (values the SDK can repair it repairs, with its own warning);
-    it never stops the gateway.
-    """
-    reason = reason_tracing_is_off(os.environ)
-    if reason is None:
-        try:
-            from gateway.observability.otel import OtelTracing  # noqa: PLC0415 - the extra
-        except ImportError:
-            reason = "otel_extra_missing"
-        else:
-            try:
-                tracing = OtelTracing.from_environment()
-            except ValueError:  # the SDK refuses some OTEL_BSP_* combinations outright
-                reason = "invalid_settings"
-            else:
-                log.info("tracing_on", service_name=tracing.service_name,
-                         sampler=tracing.sampler)
-                return tracing
-    if reason in _WARNINGS:
-        log.warning("tracing_off", reason=reason, hint=_WARNINGS[reason])
-    return TRACING_OFF
-
 
 IdsOfCurrentSpan = Callable[[], tuple[str, str] | None]
 _log_ids: IdsOfCurrentSpan | None = None

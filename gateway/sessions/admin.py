@@ -24,8 +24,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Final, TextIO
+from typing import TYPE_CHECKING, Final, TextIO
 
 from gateway.app import session_store
 from gateway.aws import open_cognito_idp
@@ -39,6 +38,9 @@ from gateway.sessions.cipher import Cipher
 from gateway.sessions.cookies import CookiePolicy
 from gateway.sessions.redis_keys import user_hash
 from gateway.sessions.redis_store import RedisSessionStore, StoredSession
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = ["EXIT_CONFIG", "EXIT_FAILED", "EXIT_OK", "list_sessions", "revoke_sessions", "run"]
 

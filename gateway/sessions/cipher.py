@@ -24,6 +24,8 @@ _HMAC_BYTES = 32
 
 
 class Cipher:
+    """Seals and opens session payloads with Fernet keys: the first seals, all open."""
+
     def __init__(self, keys: list[str], *, clock: Clock = SYSTEM_CLOCK) -> None:
         self._clock = clock
         self.rekey(keys)

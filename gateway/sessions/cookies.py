@@ -13,12 +13,15 @@ late (aiohttp serialises its cookie jar before that signal).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from http.cookies import Morsel
+from typing import TYPE_CHECKING
 
-from aiohttp import web
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from aiohttp import web
 
 MAX_COOKIE_BYTES = 4000
 MAX_CHUNKS = 8
@@ -26,6 +29,8 @@ MAX_CHUNKS = 8
 
 @dataclass(frozen=True)
 class CookiePolicy:
+    """The session cookie's name and attributes, and its split into numbered chunks."""
+
     name: str
     secure: bool
     samesite: str

@@ -18,11 +18,14 @@ ended.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-from gateway.clock import Clock
-from gateway.sessions.model import Session
-from gateway.sessions.redis_client import SessionRedis
 from gateway.sessions.redis_keys import session_hash, user_index_key
+
+if TYPE_CHECKING:
+    from gateway.clock import Clock
+    from gateway.sessions.model import Session
+    from gateway.sessions.redis_client import SessionRedis
 
 
 class SessionIndex:

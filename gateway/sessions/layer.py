@@ -28,15 +28,18 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.errors import GatewayError, RefreshRejected
-from gateway.observability.metrics import Metrics
 from gateway.sessions.model import Absent, Session
-from gateway.sessions.refresh import RefreshCoordinator
-from gateway.sessions.store import SessionStore
+
+if TYPE_CHECKING:
+    from gateway.observability.metrics import Metrics
+    from gateway.sessions.refresh import RefreshCoordinator
+    from gateway.sessions.store import SessionStore
 
 Renewal = Callable[[], Awaitable[float | None]]
 
@@ -56,6 +59,8 @@ SESSION_STATE = web.RequestKey("session_state", SessionState)
 
 
 class SessionLayer:
+    """A request's session: loaded once, refreshed when due, written when the response starts."""
+
     def __init__(self, store: SessionStore, refresher: RefreshCoordinator, metrics: Metrics, *,
                  refresh_before: float, revalidate_after: float,
                  clock: Clock = SYSTEM_CLOCK) -> None:

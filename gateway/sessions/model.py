@@ -11,6 +11,7 @@ from gateway.identity import Identity
 
 
 def new_session_id() -> str:
+    """A new random session id (18 bytes, URL-safe text)."""
     return secrets.token_urlsafe(18)
 
 

@@ -36,8 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from redis import exceptions as redis_errors
@@ -48,11 +47,15 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff, NoBackoff
 
-from gateway.config import SessionSettings
 from gateway.errors import ConfigError, ConfigProblem
 from gateway.observability.logging import get_logger
 from gateway.observability.tracing import DB_OPERATION, DB_SYSTEM, TRACING_OFF, Tracing
 from gateway.sessions.redis_errors import RedisUnavailable, classify, errno_name
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Mapping
+
+    from gateway.config import SessionSettings
 
 __all__ = ["FAILOVER_WINDOW_SECONDS", "RedisUnavailable", "SessionRedis"]
 

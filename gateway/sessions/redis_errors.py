@@ -40,30 +40,36 @@ def classify(exc: BaseException) -> tuple[str, bool]:
     """
     if isinstance(exc, redis_errors.RedisClusterException) and exc.__cause__ is not None:
         exc = exc.__cause__  # "cannot be connected": judge by what the nodes did
-    if isinstance(exc, redis_errors.MaxConnectionsError):
-        return "busy", False
-    if isinstance(exc, (redis_errors.AuthenticationError, redis_errors.AuthorizationError,
-                        redis_errors.NoPermissionError,
-                        redis_errors.AuthenticationWrongNumberOfArgsError)):
-        return "auth", False
-    if isinstance(exc, (redis_errors.TimeoutError, TimeoutError)):
-        return "timeout", False
+    for kinds, reason, retry in _BEFORE_TLS:
+        if isinstance(exc, kinds):
+            return reason, retry
     if _cause(exc, ssl.SSLCertVerificationError) is not None:
         return "tls", False  # an untrusted or mismatched certificate: waiting will not help
-    if isinstance(exc, MasterNotFoundError):
-        return "master_not_found", True
-    if isinstance(exc, redis_errors.BusyLoadingError):
-        return "loading", True
-    if isinstance(exc, (redis_errors.ConnectionError, OSError)):
-        return "connect", True
-    if isinstance(exc, redis_errors.ReadOnlyError):
-        return "read_only", True
-    if isinstance(exc, (redis_errors.ClusterDownError, redis_errors.TryAgainError,
-                        redis_errors.SlotNotCoveredError)):
-        return "cluster_down", True
-    if isinstance(exc, AttributeError):
-        return "client", True
+    for kinds, reason, retry in _AFTER_TLS:
+        if isinstance(exc, kinds):
+            return reason, retry
     return "error", False
+
+
+_Reasons = tuple[tuple[tuple[type[BaseException], ...], str, bool], ...]
+# Checked in order, first match wins: BusyLoadingError is a ConnectionError, TimeoutError an
+# OSError, so the narrower kinds come first.
+_BEFORE_TLS: _Reasons = (
+    ((redis_errors.MaxConnectionsError,), "busy", False),
+    ((redis_errors.AuthenticationError, redis_errors.AuthorizationError,
+      redis_errors.NoPermissionError, redis_errors.AuthenticationWrongNumberOfArgsError),
+     "auth", False),
+    ((redis_errors.TimeoutError, TimeoutError), "timeout", False),
+)
+_AFTER_TLS: _Reasons = (
+    ((MasterNotFoundError,), "master_not_found", True),
+    ((redis_errors.BusyLoadingError,), "loading", True),
+    ((redis_errors.ConnectionError, OSError), "connect", True),
+    ((redis_errors.ReadOnlyError,), "read_only", True),
+    ((redis_errors.ClusterDownError, redis_errors.TryAgainError,
+      redis_errors.SlotNotCoveredError), "cluster_down", True),
+    ((AttributeError,), "client", True),
+)
 
 
 def _cause(exc: BaseException, kind: type[BaseException]) -> BaseException | None:

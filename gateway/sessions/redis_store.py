@@ -22,20 +22,23 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-
-from aiohttp import web
+from typing import TYPE_CHECKING
 
 from gateway.clock import SYSTEM_CLOCK, Clock
-from gateway.config import SessionSettings
 from gateway.errors import RefreshRejected, SessionStoreUnavailable, TokenEndpointError
 from gateway.observability.tracing import TRACING_OFF, Tracing
-from gateway.sessions.cipher import Cipher
-from gateway.sessions.cookies import CookiePolicy
 from gateway.sessions.index import SessionIndex
 from gateway.sessions.model import Absent, Session
 from gateway.sessions.redis_client import SessionRedis
 from gateway.sessions.redis_keys import SessionKeys, session_hash
 from gateway.sessions.store import Refresher, SessionStore
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from gateway.config import SessionSettings
+    from gateway.sessions.cipher import Cipher
+    from gateway.sessions.cookies import CookiePolicy
 
 WAIT_STEP = 0.05
 
@@ -50,6 +53,8 @@ class StoredSession:
 
 
 class RedisSessionStore(SessionStore):
+    """Sessions kept in Redis, indexed by user; the cookie carries only the session id."""
+
     def __init__(self, cookies: CookiePolicy, cipher: Cipher, settings: SessionSettings, *,
                  lock_seconds: float, clock: Clock = SYSTEM_CLOCK,
                  tracing: Tracing = TRACING_OFF) -> None:

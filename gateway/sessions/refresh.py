@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from gateway.cache import BoundedCache
 from gateway.clock import SYSTEM_CLOCK, Clock
@@ -49,9 +50,11 @@ from gateway.errors import (
     TokenValidationError,
 )
 from gateway.observability.logging import get_logger
-from gateway.observability.metrics import Metrics
-from gateway.sessions.model import Session
-from gateway.sessions.store import Refresher
+
+if TYPE_CHECKING:
+    from gateway.observability.metrics import Metrics
+    from gateway.sessions.model import Session
+    from gateway.sessions.store import Refresher
 
 log = get_logger(__name__)
 

@@ -14,14 +14,17 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from gateway.cache import BoundedCache
 from gateway.clock import SYSTEM_CLOCK, Clock
-from gateway.sessions.cipher import Cipher
-from gateway.sessions.cookies import CookiePolicy
 from gateway.sessions.model import Absent, Session
+
+if TYPE_CHECKING:
+    from gateway.sessions.cipher import Cipher
+    from gateway.sessions.cookies import CookiePolicy
 
 Refresher = Callable[[Session], Awaitable[Session]]
 DECODED_CACHE_SIZE = 4096      # decrypted cookies: one per active browser, least recent evicted,
@@ -30,6 +33,8 @@ SIGNED_OUT_SIZE = 100_000      # sessions signed out here, remembered until they
 
 
 class SessionStore(ABC):
+    """Where sessions live, and what the session cookie carries to find them."""
+
     def __init__(self, cookies: CookiePolicy, cipher: Cipher, lifetime: int, *,
                  clock: Clock = SYSTEM_CLOCK) -> None:
         self.cookies = cookies

@@ -23,8 +23,8 @@ count (`http_requests_total{code="499"}`, as nginx logs it).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import aiohttp
 
@@ -34,7 +34,6 @@ from gateway.errors import (
     UpstreamTimeout,
     network_failure_reason,
 )
-from gateway.observability.metrics import Metrics
 from gateway.upstream.client import (
     ConnectError,
     ConnectionClosed,
@@ -42,6 +41,11 @@ from gateway.upstream.client import (
     TimedOut,
     TransportError,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from gateway.observability.metrics import Metrics
 
 NETWORK_FAILURES = (TransportError, aiohttp.ClientError, TimeoutError, OSError)
 CLIENT_CLOSED_REQUEST = 499  # nginx's status for a client that left before its answer
@@ -90,6 +94,8 @@ def failure_reason(exc: BaseException) -> str | None:
 
 
 class UpstreamFailures:
+    """Translates upstream network failures into gateway errors, and counts each by reason."""
+
     def __init__(self, metrics: Metrics) -> None:
         errors = metrics.upstream_errors
         self._counters = {reason: errors.labels(reason=reason) for reason in _WORDS}

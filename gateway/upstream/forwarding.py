@@ -16,9 +16,12 @@ fixation) nor delete it.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from multidict import CIMultiDict, CIMultiDictProxy
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
 
 HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
@@ -38,6 +41,7 @@ _CLIENT_FORBIDDEN = frozenset({
 
 
 def normalise(name: str) -> str:
+    """A header name as the gateway compares it: lower case, `_` read as `-`."""
     return name.lower().replace("_", "-")
 
 

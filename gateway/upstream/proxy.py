@@ -20,22 +20,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
-from multidict import CIMultiDict
 from yarl import URL
 
 from gateway.auth.principal import PRINCIPAL
-from gateway.config import UpstreamSettings
 from gateway.errors import RequestBodyTimeout, RequestBodyTooLarge
-from gateway.observability.metrics import Metrics
 from gateway.observability.request_id import REQUEST_ID
 from gateway.observability.tracing import HTTP_METHOD, TRACING_OFF, Tracing
-from gateway.sessions.cookies import CookiePolicy
 from gateway.target import TARGET
 from gateway.upstream.client import TransportError, UpstreamClient, UpstreamResponse
 from gateway.upstream.failures import ClientGone, UpstreamFailures
@@ -46,11 +42,22 @@ from gateway.upstream.forwarding import (
 )
 from gateway.upstream.websocket import WebSocketRelay, is_websocket_upgrade
 
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from multidict import CIMultiDict
+
+    from gateway.config import UpstreamSettings
+    from gateway.observability.metrics import Metrics
+    from gateway.sessions.cookies import CookiePolicy
+
 KEEPALIVE_SECONDS = 4.0  # below the idle timeout of common app servers (uvicorn, Node: 5 s)
 
 
 @dataclass(frozen=True)
 class ProxySettings:
+    """What the proxy reads from the settings (replaced whole on a reload)."""
+
     upstream: UpstreamSettings
     public_url: str
     body_timeout: float

@@ -18,17 +18,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
-from yarl import URL
 
 from gateway.auth.principal import PRINCIPAL, Principal
 from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.errors import TooManyWebSockets
 from gateway.observability.logging import get_logger
-from gateway.upstream.failures import UpstreamFailures
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from yarl import URL
+
+    from gateway.upstream.failures import UpstreamFailures
 
 Socket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
 SWITCHING_PROTOCOLS = 101
@@ -37,6 +42,7 @@ _NOT_SENDABLE = frozenset({1005, 1006, 1015})
 
 
 def is_websocket_upgrade(request: web.Request) -> bool:
+    """True for a GET that asks to upgrade to a WebSocket."""
     return (request.method == "GET"
             and request.headers.get("Upgrade", "").lower() == "websocket"
             and "upgrade" in request.headers.get("Connection", "").lower())
@@ -90,6 +96,12 @@ OPEN_SOCKETS = web.AppKey("open_sockets", OpenSockets)
 
 
 class WebSocketRelay:
+    """Relays a WebSocket between the client and the upstream, message by message.
+
+    At most `max_sockets` are open at once (further upgrades get 503); a message above
+    `max_message_bytes` closes the socket with 1009.
+    """
+
     def __init__(self, sockets: OpenSockets, failures: UpstreamFailures, *,
                  max_sockets: int, max_message_bytes: int,
                  clock: Clock = SYSTEM_CLOCK) -> None:

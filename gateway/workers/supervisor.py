@@ -27,15 +27,19 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from gateway.config import Settings
 from gateway.observability.logging import flush_logs, get_logger
 from gateway.workers.backoff import RestartBackoff
 from gateway.workers.metrics import WorkerMetrics, create_workers_metrics_app
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from pathlib import Path
+
+    from gateway.config import Settings
 
 log = get_logger("gateway.workers")
 STOP_MARGIN_SECONDS = 5.0

@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import os
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
-from gateway.config import Settings
 from gateway.observability.logging import get_logger
 from gateway.server import new_event_loop, serve
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from gateway.config import Settings
 
 log = get_logger("gateway.workers")
 

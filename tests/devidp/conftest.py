@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
@@ -12,6 +12,9 @@ from gateway.devidp.keys import SigningKeys
 from tests.support.clock import ManualClock
 
 from .flows import Flows, make_pool
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
 
 
 @pytest.fixture(scope="session")

@@ -6,14 +6,16 @@ import base64
 import hashlib
 import secrets
 from html.parser import HTMLParser
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-import aiohttp
 import jwt
-from jwt.types import Options
 
 from gateway.devidp import AppClient, DevIdp, User, UserPool
+
+if TYPE_CHECKING:
+    import aiohttp
+    from jwt.types import Options
 
 CALLBACK = "http://app.test/oauth2/callback"
 SIGNED_OUT = "http://app.test/oauth2/signed_out"

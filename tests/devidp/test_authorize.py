@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 import pytest
 
-from gateway.devidp import DevIdp
-
 from .flows import CALLBACK, Flows, pkce_pair, query_of
+
+if TYPE_CHECKING:
+    from gateway.devidp import DevIdp
 
 _, CHALLENGE = pkce_pair()
 

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
 import pytest
 
-from gateway.devidp import DevIdp
-
 from .flows import Flows, basic
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from gateway.devidp import DevIdp
 
 
 async def _json(

@@ -4,10 +4,8 @@ the simulated provider's sign-in and the linked users it creates."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from html.parser import HTMLParser
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
 import aiohttp
@@ -15,10 +13,15 @@ import pytest
 
 from gateway.devidp import AppClient, DevIdp, User, UserPool, load_pool
 from gateway.devidp.authorize import UNSUPPORTED_PROVIDER
-from gateway.devidp.keys import SigningKeys
 from gateway.devidp.providers import IdentityProvider, ProviderUser
 
 from .flows import Flows, basic, parse_form, query_of
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from pathlib import Path
+
+    from gateway.devidp.keys import SigningKeys
 
 CALLBACK = "http://app.test/oauth2/callback"
 CAROL = ProviderUser("carol@partner.example", "carol-password-1", email="carol@partner.example",

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
-import aiohttp
 import pytest
 from yarl import URL
 
-from gateway.devidp import DevIdp
-
 from .flows import ALICE_PASSWORD, CALLBACK, SIGNED_OUT, Flows, FormParser, parse_form, query_of
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from gateway.devidp import DevIdp
 
 
 async def _open_form(flows: Flows, **params: str) -> tuple[str, aiohttp.ClientResponse, FormParser]:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import jwt
 import pytest
 
-from gateway.devidp import DevIdp
-from tests.support.clock import ManualClock
-
 from .flows import CALLBACK, SECRETS, Flows, basic, pkce_pair
+
+if TYPE_CHECKING:
+    from gateway.devidp import DevIdp
+    from tests.support.clock import ManualClock
 
 WEB = basic("web", SECRETS["web"])
 MACHINE = basic("machine", SECRETS["machine"])

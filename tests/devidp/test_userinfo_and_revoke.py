@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
-from gateway.devidp import DevIdp
-from tests.support.clock import ManualClock
-
 from .flows import SECRETS, Flows, basic
+
+if TYPE_CHECKING:
+    from gateway.devidp import DevIdp
+    from tests.support.clock import ManualClock
 
 BAD_TOKEN = (
     'error="invalid_token", error_description="Access token is expired, disabled, or deleted, '

@@ -10,12 +10,11 @@ and the log: the fault's event exactly once, no traceback, and no other warning
 from __future__ import annotations
 
 import asyncio
-import io
 import re
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
@@ -35,7 +34,11 @@ from tests.conftest import (
     log_events,
     start_gateway,
 )
-from tests.support.browser import ScriptedBrowser
+
+if TYPE_CHECKING:
+    import io
+
+    from tests.support.browser import ScriptedBrowser
 
 # Anything that betrays the inside: an IP or a port, a socket path, errno text, a repr.
 LEAKS = re.compile(r"127\.0\.0\.1|:\d{2,5}\b|/tmp/|\.sock|[Ee]rrno|Error \d+|Connection refused"

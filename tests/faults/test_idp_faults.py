@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import io
-import socket
-
-import aiohttp
+from typing import TYPE_CHECKING
 
 from gateway.devidp import DevIdp, UserPool
-from gateway.devidp.keys import SigningKeys
 from tests.conftest import ALICE, CLIENT_SECRET, GatewayFactory, Secrets, sign_in_cookies
 from tests.faults.conftest import (
     HTML,
@@ -22,6 +18,14 @@ from tests.faults.conftest import (
 )
 from tests.support.faults import reserved_port
 from tests.support.tokens import user_tokens
+
+if TYPE_CHECKING:
+    import io
+    import socket
+
+    import aiohttp
+
+    from gateway.devidp.keys import SigningKeys
 
 RECOVERY_WITHIN = 10.0
 

@@ -11,16 +11,19 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-import aiohttp
 import pytest
 
 from gateway.demo.stack import free_port
-from gateway.devidp import DevIdp
 from tests.conftest import Secrets, sign_in_cookies
 from tests.faults.conftest import gateway_settings_env
 from tests.support.processes import tail, wait_for_status
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from gateway.devidp import DevIdp
 
 FULL = Path("/dev/full")
 EXIT_WITHIN = 15.0

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import io
-from collections.abc import Iterator
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-import aiohttp
 import pytest
 
-from gateway.devidp import DevIdp
 from tests.conftest import ALICE, CLIENT_SECRET, GatewayFactory, Secrets, sign_in_cookies
 from tests.faults.conftest import HTML, JSON, LogWindow, assert_words, sample
 from tests.support.redis_servers import RedisServer
 from tests.support.tokens import user_tokens
+
+if TYPE_CHECKING:
+    import io
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    import aiohttp
+
+    from gateway.devidp import DevIdp
 
 pytestmark = pytest.mark.redis
 

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import html
-import io
 import re
-import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
@@ -46,6 +44,11 @@ from tests.support.browser import ScriptedBrowser
 from tests.support.certificates import TlsFiles
 from tests.support.faults import FaultProxy
 from tests.support.ports import listening_socket
+
+if TYPE_CHECKING:
+    import io
+    import socket
+    from pathlib import Path
 
 TOKEN_TIMEOUT = "0.25"        # cognito.timeout_seconds of the gateway under test
 SLOW_SECONDS = 1.0            # the stand-in's answer comes this late: past the timeout

@@ -3,17 +3,21 @@ dropped without a close frame."""
 
 from __future__ import annotations
 
-import io
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
 
-from tests.conftest import GatewayFactory, RunningGateway
 from tests.faults.conftest import JSON, LogWindow, assert_words, sample
 from tests.support.faults import FaultProxy
 from tests.support.ports import refusing_port
+
+if TYPE_CHECKING:
+    import io
+    from collections.abc import AsyncIterator, Iterator
+
+    from tests.conftest import GatewayFactory, RunningGateway
 
 UPSTREAM_TIMEOUT = "0.5"
 UNSENDABLE_OR_NORMAL = {1000, 1005, 1006}

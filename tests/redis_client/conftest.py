@@ -8,13 +8,11 @@ The standalone server is started per test (30 ms); the Sentinel set (2 s) and th
 from __future__ import annotations
 
 import dataclasses
-import io
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from secrets import token_urlsafe
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis
@@ -29,6 +27,10 @@ from tests.support.redis_servers import (
     RedisServer,
     TlsFiles,
 )
+
+if TYPE_CHECKING:
+    import io
+    from pathlib import Path
 
 PASSWORD = token_urlsafe(18)
 TIMEOUT = 0.5  # redis_timeout_seconds in these tests: small, so failures are quick to see

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 from uuid import uuid4
 
 import pytest
 
-from gateway.sessions.redis_client import SessionRedis
 from gateway.sessions.redis_keys import SessionKeys, session_hash, user_index_key
-from tests.redis_client.conftest import MakeClient, Topology
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from gateway.sessions.redis_client import SessionRedis
+    from tests.redis_client.conftest import MakeClient, Topology
 
 pytestmark = pytest.mark.redis
 

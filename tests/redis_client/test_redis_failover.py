@@ -10,11 +10,10 @@ succeeds instead of failing, provided the failover ends within the failover wind
 from __future__ import annotations
 
 import asyncio
-import io
 import itertools
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pytest
 from redis.asyncio import Redis
@@ -31,7 +30,12 @@ from tests.redis_client.conftest import (
     fails,
     settings_for,
 )
-from tests.support.redis_servers import RedisClusterSet, RedisSentinelSet
+
+if TYPE_CHECKING:
+    import io
+    from collections.abc import Callable
+
+    from tests.support.redis_servers import RedisClusterSet, RedisSentinelSet
 
 pytestmark = pytest.mark.redis
 
@@ -63,7 +67,7 @@ async def run_load(client: SessionRedis, stop: asyncio.Event, load: Load, worker
         try:
             await client.set(f"load:{worker}:{n}", b"v", ttl_seconds=60)
             assert await client.get(f"load:{worker}:{n}") == b"v"
-        except Exception as exc:  # every failure is a finding
+        except Exception as exc:  # noqa: BLE001 - every failure is a finding
             load.errors.append(exc)
         ended = time.monotonic()
         load.calls.append((ended, ended - started))

@@ -7,10 +7,9 @@ neither the error nor the log may name an address or carry the password.
 from __future__ import annotations
 
 import asyncio
-import io
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -27,6 +26,10 @@ from tests.redis_client.conftest import (
     settings_for,
 )
 from tests.support.redis_servers import RedisServer, TlsFiles
+
+if TYPE_CHECKING:
+    import io
+    from pathlib import Path
 
 pytestmark = pytest.mark.redis
 

@@ -8,15 +8,17 @@ import math
 import signal
 import time
 import tracemalloc
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.soak.processes import Child, SoakError
 from tests.soak.traced import snapshot_path
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 """Prometheus samples by (sample name, sorted label pairs)."""

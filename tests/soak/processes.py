@@ -14,10 +14,13 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
 STOP_GRACE_SECONDS = 8.0
 PROC = Path("/proc")

@@ -21,15 +21,18 @@ within LATENCY_TOLERANCE of the p99 outside faults.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tests.soak.faults import FaultWindow
 from tests.soak.measure import latency_summary
-from tests.soak.plan import SoakPlan
 from tests.soak.schedule import FaultKind
-from tests.soak.users import RequestRecord
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from tests.soak.faults import FaultWindow
+    from tests.soak.plan import SoakPlan
+    from tests.soak.users import RequestRecord
 
 RSS_TOLERANCE = 0.20
 # p99 of requests with valid tokens during token-endpoint faults, against p99 outside faults:

@@ -16,8 +16,7 @@ import asyncio
 import contextlib
 import time
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -32,11 +31,15 @@ from tests.soak.measure import (
     reset_idp_stats,
     scrape_metrics,
 )
-from tests.soak.plan import SoakPlan
 from tests.soak.report import RunFacts, build_report
 from tests.soak.schedule import fault_schedule
 from tests.soak.stack import start_stack
 from tests.soak.users import OpenLoad, open_users, sign_in_all
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from tests.soak.plan import SoakPlan
 
 GATEWAY_COUNTERS = {
     "session_refreshes_total": ("cognito_gateway_session_refreshes_total", ("outcome",)),

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
-from tests.soak.plan import SoakPlan
+if TYPE_CHECKING:
+    from tests.soak.plan import SoakPlan
 
 OUTAGE_PERIOD = 10.0
 OUTAGE_SECONDS = 3.0

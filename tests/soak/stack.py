@@ -17,12 +17,15 @@ import secrets
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.fernet import Fernet
 
-from tests.soak.plan import SoakPlan
 from tests.soak.processes import Child, SoakError, free_port
 from tests.support.redis_servers import RedisServer
+
+if TYPE_CHECKING:
+    from tests.soak.plan import SoakPlan
 
 REPO = Path(__file__).resolve().parents[2]
 POOL_ID = "local-1_SoakPool1"

@@ -14,7 +14,10 @@ import signal
 import sys
 import tracemalloc
 from pathlib import Path
-from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from types import FrameType
 
 FRAMES = 1  # the allocating line only: deeper tracebacks slow the gateway down too much
 

@@ -16,17 +16,21 @@ counting as one with valid tokens.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import re
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import aiohttp
 
 from tests.soak.processes import SoakError
-from tests.soak.stack import Credentials, Stack
 from tests.support.browser import Page, ScriptedBrowser
+
+if TYPE_CHECKING:
+    import contextlib
+
+    from tests.soak.stack import Credentials, Stack
 
 VALID_MARGIN = 0.2
 PAGE_HEADERS = {"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"}

@@ -25,11 +25,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import ssl
 import struct
-from collections.abc import Iterator
-from types import TracebackType
-from typing import Final, Self
+from typing import TYPE_CHECKING, Final, Self
+
+if TYPE_CHECKING:
+    import ssl
+    from collections.abc import Iterator
+    from types import TracebackType
 
 LOOPBACK: Final = "127.0.0.1"
 READ_SIZE: Final = 65536

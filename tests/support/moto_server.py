@@ -19,12 +19,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Mapping
+    from pathlib import Path
 
 RUNNING = re.compile(r"Running on http://127\.0\.0\.1:(\d+)")
 DUMMY_ACCESS_KEY = "AKIADOCTORTESTS00000"

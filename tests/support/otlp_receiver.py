@@ -16,10 +16,8 @@ import asyncio
 import gzip
 import threading
 import zlib
-from collections.abc import Iterable
 from dataclasses import dataclass
-from types import TracebackType
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 from aiohttp import web
 from google.protobuf.message import DecodeError  # type: ignore[import-untyped, unused-ignore]
@@ -27,8 +25,13 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from types import TracebackType
+
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 PROTOBUF = "application/x-protobuf"
 START_WITHIN = 10.0
@@ -153,7 +156,7 @@ class OtlpReceiver:
     def _run(self) -> None:
         try:
             asyncio.run(self._serve())
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - start() raises from it
             self._failure = exc
             self._started.set()
 

@@ -9,8 +9,11 @@ starts (aiohttp's SockSite serves on it).
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 @contextmanager

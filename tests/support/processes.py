@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def tail(log: Path) -> str:

@@ -23,10 +23,8 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Sequence
 from functools import partial
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from redis.backoff import NoBackoff
@@ -34,6 +32,10 @@ from redis.retry import Retry
 
 from gateway.demo.stack import free_port
 from tests.support.certificates import TlsFiles
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from pathlib import Path
 
 READY_WITHIN = 15.0
 POLL_INTERVAL = 0.02

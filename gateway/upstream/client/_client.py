@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 from collections.abc import AsyncIterable, Iterable
-from types import TracebackType
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING
+from urllib.parse import SplitResult, urlsplit
 
 from gateway.upstream.client._connection import UpstreamConnection
 from gateway.upstream.client._exceptions import ConnectionClosed
@@ -19,10 +18,34 @@ from gateway.upstream.client._request import (
 )
 from gateway.upstream.client._response import UpstreamResponse
 
+if TYPE_CHECKING:
+    import asyncio
+    from types import TracebackType
+
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _ONE_WRITE = 65536  # a bytes body up to this size leaves in the same write as the head
 
 RequestBody = bytes | AsyncIterable[bytes] | None
+
+
+def _origin_parts(origin: str, *, tls_configured: bool) -> tuple[SplitResult, str]:
+    """The parts of a scheme://host[:port] origin and its host; ValueError for anything else."""
+    parts = urlsplit(origin)
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+        raise ValueError("the upstream origin must be http://host[:port] or https://...")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise ValueError("pass the origin only (scheme://host[:port]); a base path belongs "
+                         "in each request's target")
+    if tls_configured and parts.scheme != "https":
+        raise ValueError("ssl_context is only for an https:// origin")
+    return parts, parts.hostname
+
+
+def _check_positive(limits: dict[str, float | None]) -> None:
+    """ValueError naming the first limit given (not None) that is not above zero."""
+    for name, value in limits.items():
+        if value is not None and value <= 0:
+            raise ValueError(f"{name} must be > 0, not {value}")
 
 
 class UpstreamClient:
@@ -41,27 +64,14 @@ class UpstreamClient:
                  max_connections: int | None = None, max_header_bytes: int = 65536,
                  max_header_count: int = 256, read_buffer_bytes: int = 65536,
                  ssl_context: ssl.SSLContext | None = None) -> None:
-        parts = urlsplit(origin)
-        if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
-            raise ValueError("the upstream origin must be http://host[:port] or https://...")
-        if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
-            raise ValueError("pass the origin only (scheme://host[:port]); a base path belongs "
-                             "in each request's target")
-        if ssl_context is not None and parts.scheme != "https":
-            raise ValueError("ssl_context is only for an https:// origin")
-        positive = {"connect_timeout": connect_timeout, "read_timeout": read_timeout,
-                    "max_header_bytes": max_header_bytes, "max_header_count": max_header_count,
-                    "read_buffer_bytes": read_buffer_bytes}
-        if write_timeout is not None:
-            positive["write_timeout"] = write_timeout
-        if max_connections is not None:
-            positive["max_connections"] = max_connections
-        for name, value in positive.items():
-            if value <= 0:
-                raise ValueError(f"{name} must be > 0, not {value}")
+        parts, host = _origin_parts(origin, tls_configured=ssl_context is not None)
+        _check_positive({"connect_timeout": connect_timeout, "read_timeout": read_timeout,
+                         "max_header_bytes": max_header_bytes,
+                         "max_header_count": max_header_count,
+                         "read_buffer_bytes": read_buffer_bytes, "write_timeout": write_timeout,
+                         "max_connections": max_connections})
         if keepalive_timeout < 0 or max_idle_connections < 0:
             raise ValueError("keepalive_timeout and max_idle_connections must be >= 0")
-        host = parts.hostname
         port = parts.port or _DEFAULT_PORTS[parts.scheme]  # port: ValueError if malformed
         authority = f"[{host}]" if ":" in host else host
         if port != _DEFAULT_PORTS[parts.scheme]:

@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from gateway.upstream.client._exceptions import (
     ConnectionClosed,
@@ -29,6 +28,9 @@ from gateway.upstream.client._exceptions import (
     WriteTimeout,
 )
 from gateway.upstream.client._parser import Header, ResponseParser
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -263,7 +265,7 @@ class UpstreamConnection(asyncio.Protocol):
     # -- asyncio.Protocol --------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self._transport = cast("asyncio.Transport", transport)  # uvloop's is not a subclass
 
     def data_received(self, data: bytes) -> None:
         if self.exchanges == 0 or self._response.complete or self._closed:

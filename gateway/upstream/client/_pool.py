@@ -7,10 +7,14 @@ import os
 import socket
 import ssl
 from collections import deque
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from gateway.upstream.client._connection import UpstreamConnection
 from gateway.upstream.client._exceptions import ConnectError, ConnectTimeout, PoolTimeout
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from gateway.upstream.client._connection import UpstreamConnection
 
 
 class ConnectionPool:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Iterable
 from typing import TYPE_CHECKING
 
 from gateway.upstream.client._exceptions import LocalProtocolError
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterable, Iterable
+
     from gateway.upstream.client._connection import UpstreamConnection
 
 # Headers that decide framing or the connection's fate: the client owns them.

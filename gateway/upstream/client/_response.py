@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from types import TracebackType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from types import TracebackType
+
     from gateway.upstream.client._connection import UpstreamConnection
     from gateway.upstream.client._parser import Header
     from gateway.upstream.client._pool import ConnectionPool
