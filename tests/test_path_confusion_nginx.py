@@ -5,15 +5,19 @@ answer carries a file outside /public/, and none is a 5xx. The public file itsel
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.conftest import GatewayFactory, RunningGateway
 from tests.support.nginx import RunningNginx, start_nginx
 from tests.support.rawhttp import raw_request
 from tests.test_path_confusion import HOSTILE_TARGETS, METHODS, port_of
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from tests.conftest import GatewayFactory, RunningGateway
 
 SECRET_MARK = "secret-file-content-7f3a"
 ADMIN_MARK = "admin-panel-content-19c2"

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
 from aiohttp import WSCloseCode, WSMsgType
 
-from tests.conftest import GatewayFactory
+if TYPE_CHECKING:
+    from tests.conftest import GatewayFactory
 
 LIMIT = 1024  # the smallest the config accepts
 ECHO_PREFIX = len("echo:")
