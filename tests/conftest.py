@@ -32,10 +32,12 @@ from gateway.observability.metrics import METRICS, Metrics
 from gateway.observability.tracing import TRACING_OFF, Tracing
 from gateway.sessions.store import SESSION_STORE, SessionStore
 from tests.support.ports import listening_socket
+from tests.support.redis_servers import RedisServer
 from tests.support.upstream import create_test_upstream
 
 if TYPE_CHECKING:
     import socket
+    from pathlib import Path
 
 CLIENT_ID = "gateway-client"
 CLIENT_SECRET = "gateway-client-secret-0123456789abcdefghij"
@@ -145,6 +147,17 @@ def gateway_client(gateway_url: str, **overrides: Any) -> AppClient:
 def pool(gateway_url: str) -> UserPool:
     """The user pool the gateway signs in against; tests may replace it."""
     return UserPool(users=[ALICE, BOB], clients=[gateway_client(gateway_url)])
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real redis-server on a free loopback port, killed at teardown whatever happened."""
+    server = RedisServer(tmp_path / "redis")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
 
 
 @pytest.fixture

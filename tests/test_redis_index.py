@@ -22,13 +22,13 @@ from gateway.sessions.redis_client import SessionRedis
 from gateway.sessions.redis_keys import SessionKeys, session_hash, user_index_key
 from gateway.sessions.redis_store import RedisSessionStore
 from tests.support.clock import ManualClock
-from tests.support.redis_servers import RedisServer
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
-    from pathlib import Path
 
     import redis
+
+    from tests.support.redis_servers import RedisServer
 
 pytestmark = pytest.mark.redis
 KEY = Fernet.generate_key().decode()
@@ -36,16 +36,6 @@ BASE_ENV = {"GATEWAY_SERVER_PUBLIC_URL": "http://127.0.0.1:1", "GATEWAY_COGNITO_
             "GATEWAY_COGNITO_ISSUER": "http://127.0.0.1:1/pool",
             "GATEWAY_SESSION_SECRET": KEY, "GATEWAY_SESSION_COOKIE_SECURE": "false"}
 INDEX = user_index_key("alice-sub")
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis")
-    try:
-        server.start()
-        yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture

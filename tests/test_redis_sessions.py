@@ -33,7 +33,7 @@ from tests.support.redis_servers import RedisServer
 
 if TYPE_CHECKING:
     import socket
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncIterator
     from pathlib import Path
 
     import aiohttp
@@ -50,17 +50,6 @@ BASE_ENV = {"GATEWAY_SERVER_PUBLIC_URL": "http://127.0.0.1:1", "GATEWAY_COGNITO_
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock()
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A throwaway redis-server on loopback, killed at teardown whatever happened."""
-    server = RedisServer(tmp_path / "redis")
-    try:
-        server.start()
-        yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture

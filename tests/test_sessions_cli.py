@@ -86,16 +86,6 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis")
-    try:
-        server.start()
-        yield server
-    finally:
-        server.close()
-
-
-@pytest.fixture
 async def make_fleet(idp: DevIdp, upstream: str, gateway_url: str,
                      gateway_socket: socket.socket, secrets: Secrets, clock: ManualClock
                      ) -> AsyncIterator[MakeFleet]:

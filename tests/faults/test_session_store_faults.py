@@ -9,30 +9,17 @@ import pytest
 
 from tests.conftest import ALICE, CLIENT_SECRET, GatewayFactory, Secrets, sign_in_cookies
 from tests.faults.conftest import HTML, JSON, LogWindow, assert_words, sample
-from tests.support.redis_servers import RedisServer
 from tests.support.tokens import user_tokens
 
 if TYPE_CHECKING:
     import io
-    from collections.abc import Iterator
-    from pathlib import Path
 
     import aiohttp
 
     from gateway.devidp import DevIdp
+    from tests.support.redis_servers import RedisServer
 
 pytestmark = pytest.mark.redis
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A real redis-server on a free loopback port (killed at the end, whatever happened)."""
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 async def test_redis_down_and_back_is_ridden_out_without_a_restart(
