@@ -198,12 +198,13 @@ def _git(*args: str) -> str:
     return done.stdout.strip() if done.returncode == 0 else ""
 
 
-def _document(options: Options, *, started: datetime, seconds: float, chosen: list[Scenario],
-              measured: dict[str, dict[str, list[Values]]], skipped: dict[str, str],
-              failed: dict[str, str], gateway_argv: list[str], gateway_python: str,
-              pinning: Pinning, profile: dict[str, Any] | None,
-              busy_before: float,
-              alt: tuple[list[str], str] | None) -> dict[str, Any]:
+def _document(  # noqa: PLR0913 - one run's record: each part of it, by keyword
+        options: Options, *, started: datetime, seconds: float, chosen: list[Scenario],
+        measured: dict[str, dict[str, list[Values]]], skipped: dict[str, str],
+        failed: dict[str, str], gateway_argv: list[str], gateway_python: str,
+        pinning: Pinning, profile: dict[str, Any] | None,
+        busy_before: float,
+        alt: tuple[list[str], str] | None) -> dict[str, Any]:
     scenarios: dict[str, Any] = {}
     for scenario in chosen:
         if scenario.name in skipped:

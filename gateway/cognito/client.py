@@ -103,7 +103,7 @@ class _Answer:
 class TokenClient:
     """Calls the provider's token and revocation endpoints for one app client."""
 
-    def __init__(self, http: aiohttp.ClientSession, *, token_endpoint: str,
+    def __init__(self, http: aiohttp.ClientSession, *, token_endpoint: str,  # noqa: PLR0913 - keyword options
                  revocation_endpoint: str | None, client_id: str, client_secret: str,
                  metrics: Metrics, timeout: float = 10.0,
                  tracing: Tracing = TRACING_OFF, confirm: ConfirmCause | None = None,

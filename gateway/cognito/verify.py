@@ -57,7 +57,7 @@ _PYJWT_REASONS: list[tuple[type[jwt.PyJWTError], str]] = [
 class TokenVerifier:
     """Verifies ID and access tokens of one provider for one app client."""
 
-    def __init__(self, jwks: JWKSCache, *, issuer: str, client_id: str,
+    def __init__(self, jwks: JWKSCache, *, issuer: str, client_id: str,  # noqa: PLR0913 - keyword options
                  bearer_client_ids: frozenset[str], cognito: bool, metrics: Metrics,
                  leeway: float = 30.0, clock: Clock = SYSTEM_CLOCK,
                  token_channel_authenticated: bool = False) -> None:

@@ -58,7 +58,7 @@ class UpstreamClient:
     it, the socket is not read until the consumer catches up.
     """
 
-    def __init__(self, origin: str, *, connect_timeout: float = 10.0,
+    def __init__(self, origin: str, *, connect_timeout: float = 10.0,  # noqa: PLR0913 - keyword options
                  read_timeout: float = 60.0, write_timeout: float | None = None,
                  keepalive_timeout: float = 4.0, max_idle_connections: int = 100,
                  max_connections: int | None = None, max_header_bytes: int = 65536,
