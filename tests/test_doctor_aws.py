@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from cryptography.fernet import Fernet
 
+from gateway.app import RECONFIGURE
 from gateway.aws import (
     DomainDescription,
     ResourceNotFound,
@@ -848,6 +849,42 @@ async def test_doctor_at_start_logs_findings_and_confirms_a_sign_in_failures_cau
         assert not [e for e in log_events(log_buffer) if e["event"] == "doctor_finding"]
         assert "cause_confirmed" not in error
         assert not error["hint"].startswith("Confirmed")
+
+
+@pytest.mark.usefixtures("aws_env")
+async def test_a_reload_reads_the_app_client_again_and_its_fix_is_confirmed(
+        admin: MotoAdmin, secrets: Secrets, upstream: str, gateway_socket: socket.socket,
+        gateway_url: str, log_buffer: io.StringIO) -> None:
+    """doctor_at_start, started without the client secret (a FAIL): a reload that brings the
+    secret reads the app client again, whose finding now passes, and the sign-in works."""
+    urls = {"CallbackURLs": [gateway_url + "/oauth2/callback"],
+            "LogoutURLs": [gateway_url + "/oauth2/signed_out"]}
+    built = await build(admin, secrets, client=urls, public_url=gateway_url)
+    dev_client = AppClient(client_id=built.client_id, client_secret=built.client["ClientSecret"],
+                           callback_urls=urls["CallbackURLs"], logout_urls=urls["LogoutURLs"])
+    env = built.config | {"GATEWAY_UPSTREAM_URL": upstream,
+                          "GATEWAY_SESSION_COOKIE_SECURE": "false",
+                          "GATEWAY_COGNITO_DOCTOR_AT_START": "true"}
+    env.pop("GATEWAY_COGNITO_DOMAIN")
+    secret = env.pop("GATEWAY_COGNITO_CLIENT_SECRET")
+    async with DevIdp(UserPool(users=[ALICE], clients=[dev_client])) as idp:
+        env["GATEWAY_COGNITO_ISSUER"] = idp.issuer
+        runner, gateway = await start_gateway(env, gateway_socket)
+        try:
+            at_start = await logged(log_buffer, "doctor_finding")
+            gateway.app[RECONFIGURE](load_settings(
+                environ=env | {"GATEWAY_COGNITO_CLIENT_SECRET": secret}))
+            async with asyncio.timeout(10):
+                while len(findings := [e for e in log_events(log_buffer)  # noqa: ASYNC110
+                                       if e["event"] == "doctor_finding"]) < 2 * len(at_start):
+                    await asyncio.sleep(0.05)
+            async with ScriptedBrowser() as browser:
+                page = await browser.sign_in(f"{gateway.url}/", ALICE.username, ALICE.password)
+        finally:
+            await runner.cleanup()
+    secret_checks = [f["status"] for f in findings if f["check"] == "client secret"]
+    assert secret_checks == ["FAIL", "PASS"]
+    assert page.status == 200, page.text[:300]
 
 
 @pytest.mark.usefixtures("aws_env")
