@@ -141,16 +141,38 @@ def client_response_headers(upstream: Iterable[tuple[str, str]],
     """The upstream's response headers (name, value pairs as received) minus hop-by-hop ones,
     those the Connection header names, and Set-Cookie for the gateway's cookies."""
     out: list[tuple[str, str]] = []
+    append = out.append
     named: set[str] = set()
     for name, value in upstream:
-        lowered = name.lower()
-        if lowered in HOP_BY_HOP:
-            if lowered == "connection":
-                named.update(token.strip().lower() for token in value.split(","))
-            continue
-        if lowered == "set-cookie" and own_cookie(value.partition("=")[0].strip()):
-            continue
-        out.append((name, value))
+        verdict = _RESPONSE_VERDICTS.get(name)
+        if verdict is None:
+            verdict = _response_verdict(name)
+        if verdict is _KEEP:
+            append((name, value))
+        elif verdict is _COOKIE:
+            if not own_cookie(value.partition("=")[0].strip()):
+                append((name, value))
+        elif verdict is _CONNECTION:
+            named.update(token.strip().lower() for token in value.split(","))
     if named:
         out = [(name, value) for name, value in out if name.lower() not in named]
     return out
+
+
+# What becomes of an upstream's response header, by its name as received (bounded as above:
+# the upstream's names are few, but nothing says so).
+_CONNECTION = "connection"
+_RESPONSE_VERDICTS: dict[str, str] = {}
+
+
+def _response_verdict(name: str) -> str:
+    lowered = name.lower()
+    if lowered == "connection":
+        verdict = _CONNECTION
+    elif lowered in HOP_BY_HOP:
+        verdict = _DROP
+    else:
+        verdict = _COOKIE if lowered == "set-cookie" else _KEEP
+    if len(_RESPONSE_VERDICTS) < MAX_VERDICTS:
+        _RESPONSE_VERDICTS[name] = verdict
+    return verdict
