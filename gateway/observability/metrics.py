@@ -45,7 +45,7 @@ class LoopValue(MutexValue):
     def __init__(self, value: float = 0.0) -> None:
         self._value = value
         self._exemplar = None
-        self._lock = Lock()  # only exemplars, never set on these metrics, still take it
+        self._lock = Lock()  # for the exemplar methods inherited from MutexValue
 
     def inc(self, amount: float) -> None:
         self._value += amount
