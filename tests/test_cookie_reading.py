@@ -5,9 +5,12 @@ from __future__ import annotations
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
-from multidict import CIMultiDict
+from hypothesis import example, given
+from hypothesis import strategies as st
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.sessions.cookies import CookiePolicy
+from gateway.upstream.forwarding import TrustedProxies, upstream_request_headers
 
 POLICY = CookiePolicy("_cognito_gateway", secure=True, samesite="lax")
 
@@ -36,3 +39,50 @@ def test_own_cookies_are_a_fresh_map_each_time() -> None:
     found = POLICY.own_cookies(header)
     found["_cognito_gateway_1"] = "injected"
     assert POLICY.own_cookies(header) == {"_cognito_gateway": "abc"}
+
+
+COOKIE_TEXT = st.lists(st.sampled_from([*'ab_=; \t"', "_cognito_gateway", "\u3000"]),
+                       max_size=30).map("".join)
+
+
+def reference_own(header: str) -> dict[str, str]:
+    """The gateway's cookies in `header` by the plain split-and-partition reading."""
+    found = {}
+    for pair in header.split(";"):
+        name, sep, value = pair.strip().partition("=")
+        if sep and POLICY.owns(name):
+            found[name] = value.strip('"')
+    return found
+
+
+def reference_withheld(header: str) -> str:
+    """`header` without the gateway's cookies, by the plain split-and-partition reading."""
+    kept = []
+    for raw in header.split(";"):
+        pair = raw.strip()
+        name = pair.partition("=")[0].rstrip()
+        if name and not POLICY.owns(name):
+            kept.append(pair)
+    return "; ".join(kept)
+
+
+@example("_cognito_gateway =x; _cognito_gateway_1= y ; a")
+@example(' _cognito_gateway="v" ;;a=1; =b;_cognito_gateway')
+@given(COOKIE_TEXT)
+def test_own_cookies_read_as_a_plain_split_reads_them(header: str) -> None:
+    """Scanning with find gives exactly the split-and-partition reading, on any header."""
+    assert POLICY.own_cookies(header) == reference_own(header)
+
+
+@example("_cognito_gateway =x; _cognito_gateway_1= y ; a")
+@example(' _cognito_gateway="v" ;;a=1; =b;_cognito_gateway')
+@given(COOKIE_TEXT)
+def test_the_upstream_gets_the_cookie_header_a_plain_split_keeps(header: str) -> None:
+    """The Cookie header forwarded upstream is the split-and-partition reading's, on any
+    header: other cookies kept in order, the gateway's withheld."""
+    out = upstream_request_headers(
+        CIMultiDictProxy(CIMultiDict({"Cookie": header})), peer="10.0.0.9", scheme="https",
+        host="app.example.com", trusted=TrustedProxies([]), own_cookie=POLICY.owns,
+        request_id="r-1", identity={})
+    expected = reference_withheld(header)
+    assert out.getall("Cookie", []) == ([expected] if expected else [])

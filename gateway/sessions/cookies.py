@@ -55,11 +55,21 @@ class CookiePolicy:
             return last[1], last[2]
         # Only our cookies, whose values are base64url: a split is enough, and much cheaper than
         # aiohttp's general parser on a multi-kilobyte header (profiled: ~10% of a request).
+        # Pairs are found with str.find (memchr) rather than str.split, whose byte-by-byte
+        # scan of a kilobyte-long sealed value cost more than the rest of this function.
         own = {}
-        for pair in header.split(";"):
-            name, sep, value = pair.strip().partition("=")
-            if sep and self.owns(name):
-                own[name] = value.strip('"')
+        owns = self.owns
+        start, end_of_header, find = 0, len(header), header.find
+        while start < end_of_header:
+            end = find(";", start)
+            if end < 0:
+                end = end_of_header
+            equals = find("=", start, end)
+            if equals >= 0:
+                name = header[start:equals].lstrip()
+                if owns(name):
+                    own[name] = header[equals + 1:end].rstrip().strip('"')
+            start = end + 1
         parts = []
         for name in self.chunk_names:
             part = own.get(name)
