@@ -77,9 +77,21 @@ def upstream_request_headers(
 
     `scheme` and `host` are the public URL's, used unless a trusted proxy says otherwise.
     """
+    return CIMultiDict(upstream_request_header_pairs(
+        incoming, peer=peer, scheme=scheme, host=host, trusted=trusted, own_cookie=own_cookie,
+        request_id=request_id, identity=identity))
+
+
+def upstream_request_header_pairs(
+    incoming: CIMultiDictProxy[str], *, peer: str | None, scheme: str, host: str,
+    trusted: TrustedProxies, own_cookie: Callable[[str], bool], request_id: str,
+    identity: Mapping[str, str],
+) -> list[tuple[str, str]]:
+    """`upstream_request_headers` as (name, value) pairs, in order: what the proxy's own
+    client sends, without a multidict built and read back per request."""
     named = _connection_tokens(incoming) if "Connection" in incoming else None
-    out: CIMultiDict[str] = CIMultiDict()
-    add = out.add
+    out: list[tuple[str, str]] = []
+    add = out.append
     for name, value in incoming.items():
         verdict = _VERDICTS.get(name)
         if verdict is None:
@@ -89,9 +101,9 @@ def upstream_request_headers(
         if verdict == _COOKIE:
             kept = _without_own_cookies(value, own_cookie)
             if kept:
-                add(name, kept)
+                add((name, kept))
         else:
-            add(name, value)
+            add((name, value))
     forwarded_for = peer or ""
     if peer in trusted:
         chain = ", ".join(incoming.getall("X-Forwarded-For", []))
@@ -100,11 +112,11 @@ def upstream_request_headers(
         host = incoming.get("X-Forwarded-Host", host).split(",")[0].strip() or host
     # None of these came through from the client (the loop dropped them): add, not replace.
     if forwarded_for:
-        add("X-Forwarded-For", forwarded_for)
-    add("X-Forwarded-Proto", scheme)
-    add("X-Forwarded-Host", host)
-    add("X-Request-Id", request_id)
-    out.extend(identity)
+        add(("X-Forwarded-For", forwarded_for))
+    add(("X-Forwarded-Proto", scheme))
+    add(("X-Forwarded-Host", host))
+    add(("X-Request-Id", request_id))
+    out.extend(identity.items())
     return out
 
 
