@@ -34,6 +34,7 @@ from aiohttp.web_protocol import RequestHandler
 
 from gateway.observability.access_log import JsonAccessLogger
 from gateway.observability.logging import get_logger
+from gateway.single_route import single_route_handler
 from gateway.upstream.failures import ExchangeAborted
 
 if TYPE_CHECKING:
@@ -158,9 +159,11 @@ class GatewayRunner(web.AppRunner):
 
     async def _make_server(self) -> web.Server:
         plain = await super()._make_server()
-        # The same server aiohttp built (its handler, factory and handler kwargs), making
-        # GatewayRequestHandlers instead.
-        return GatewayServer(plain.request_handler, request_factory=plain.request_factory,
+        # The same server aiohttp built (its factory and handler kwargs), making
+        # GatewayRequestHandlers instead, and calling the app's one route directly when it
+        # has that shape (gateway/single_route.py).
+        handler = single_route_handler(self.app) or plain.request_handler
+        return GatewayServer(handler, request_factory=plain.request_factory,
                              handler_cancellation=plain.handler_cancellation,
                              loop=asyncio.get_running_loop(), limits=self._limits,
                              metrics=self._metrics, **plain._kwargs)

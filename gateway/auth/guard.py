@@ -147,7 +147,7 @@ class Guard:
                 raise
         decision = judge(route, principal, navigation=navigation and may_redirect,
                          redirectable=may_redirect and method in REDIRECTABLE)
-        self._decisions.labels(decision=decision.label, rule=route.rule).inc()
+        self._decisions.labels(decision.label, route.rule).inc()  # decision, rule
         span = request[SPAN]
         span.set_decision(decision.label, route.rule)
         if decision.principal is not None:

@@ -2,10 +2,10 @@
 
 `Principals.of(request)` finds the principal: a bearer token when one is sent and accepted,
 else the request's session. The `Principal` it returns carries the identity headers for the
-upstream and the access token's scopes (both worked out once per session tokens and cached),
-when its authorisation expires, and how a long-lived connection may extend it; the guard
-judges it against the route's rule and puts it on the request (`PRINCIPAL`) for the proxy and
-the WebSocket code to read.
+upstream and the access token's scopes (a session's Principal is built once per session
+tokens and cached), when its authorisation expires, and how a long-lived connection may extend
+it; the guard judges it against the route's rule and puts it on the request (`PRINCIPAL`) for
+the proxy and the WebSocket code to read.
 
 A session's scopes are read from the access token it holds, without verifying it again: the
 gateway received it from the token endpoint itself, over TLS, in the response that also carried
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from gateway.sessions.layer import SessionLayer
 
 Renewal = Callable[[], Awaitable[float | None]]
-HEADERS_CACHE_SIZE = 8192  # identity headers of recently seen session tokens
+HEADERS_CACHE_SIZE = 8192  # principals (identity headers) of recently seen session tokens
 
 
 async def cannot_renew() -> float | None:
@@ -89,8 +89,8 @@ class Principals:
         self._bearer = bearer
         self._headers = headers
         self._clock = clock
-        self._built: BoundedCache[tuple[str, float], tuple[Mapping[str, str], frozenset[str]]] = (
-            BoundedCache(HEADERS_CACHE_SIZE, clock=clock))
+        self._built: BoundedCache[tuple[str, float], Principal] = BoundedCache(
+            HEADERS_CACHE_SIZE, clock=clock)
 
     def forget_headers(self) -> None:
         """Build every session's headers again (a reload changed how they are signed)."""
@@ -109,12 +109,12 @@ class Principals:
         if session is None:
             return None
         key = (session.sid, session.tokens_expire_at)
-        built = self._built.get(key)
-        if built is None:
-            built = (self._headers.build(session.identity, access_token=session.access_token,
-                                         exp=session.tokens_expire_at),
-                     token_scopes(session.access_token))
-            self._built.put(key, built, expires_at=session.tokens_expire_at)
-        headers, scopes = built
-        return Principal("session", session.identity, session.tokens_expire_at, headers,
-                         session.sid, self._sessions.renewal(session), scopes)
+        cached = self._built.get(key)
+        if cached is None:
+            headers = self._headers.build(session.identity, access_token=session.access_token,
+                                          exp=session.tokens_expire_at)
+            cached = Principal("session", session.identity, session.tokens_expire_at,
+                               headers, session.sid, self._sessions.renewal(session),
+                               token_scopes(session.access_token))
+            self._built.put(key, cached, expires_at=session.tokens_expire_at)
+        return cached

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
+from multidict import CIMultiDict
 from yarl import URL
 
 from gateway.auth.principal import PRINCIPAL
@@ -38,14 +39,12 @@ from gateway.upstream.failures import ClientGone, UpstreamFailures
 from gateway.upstream.forwarding import (
     TrustedProxies,
     client_response_headers,
-    upstream_request_headers,
+    upstream_request_header_pairs,
 )
 from gateway.upstream.websocket import WebSocketRelay, is_websocket_upgrade
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
-
-    from multidict import CIMultiDict
 
     from gateway.config import UpstreamSettings
     from gateway.observability.metrics import Metrics
@@ -115,8 +114,12 @@ class UpstreamProxy:
         return self._http
 
     def headers(self, request: web.Request) -> CIMultiDict[str]:
+        return CIMultiDict(self.header_pairs(request))
+
+    def header_pairs(self, request: web.Request) -> list[tuple[str, str]]:
+        """The request's headers for the upstream (upstream/forwarding.py), in order."""
         principal = request.get(PRINCIPAL)
-        return upstream_request_headers(
+        return upstream_request_header_pairs(
             request.headers, peer=request.remote, scheme=self._public_scheme,
             host=self._public_host or "", trusted=self._trusted, own_cookie=self._cookies.owns,
             request_id=request[REQUEST_ID], identity=principal.headers if principal else {})
@@ -132,14 +135,17 @@ class UpstreamProxy:
         length = request.content_length
         if limit and (length or 0) > limit:
             raise RequestBodyTooLarge("request body exceeds upstream.max_request_body_bytes")
-        headers = self.headers(request)
+        headers = self.header_pairs(request)
         method = request.method
         with self._tracing.client_span("upstream", {HTTP_METHOD: method}) as call:
-            self._tracing.inject(headers)
+            if self._tracing.enabled:
+                carrier = CIMultiDict(headers)
+                self._tracing.inject(carrier)
+                headers = list(carrier.items())
             started = time.perf_counter()
             with self._failures.connecting():
                 upstream = await self.client.request(
-                    method, self._base_path + request[TARGET].forwarded, headers.items(),
+                    method, self._base_path + request[TARGET].forwarded, headers,
                     self._body(request) if request.body_exists else None, body_length=length)
             self._upstream_duration.observe(time.perf_counter() - started)
             call.set_status_code(upstream.status)

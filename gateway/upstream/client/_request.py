@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
 # Headers that decide framing or the connection's fate: the client owns them.
 _CLIENT_OWNED = frozenset({"content-length", "transfer-encoding", "connection", "upgrade"})
+_OWNED_OR_HOST = _CLIENT_OWNED | {"host"}
 # Methods that define no meaning for a body: no `Content-Length: 0` when they have none.
 _BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "CONNECT"})
 # RFC 9110 9.2.2: repeating one of these has the same effect as sending it once.
@@ -46,16 +47,22 @@ def encode_head(method: str, target: str, headers: Iterable[tuple[str, str]],
     """
     if not method or not target or " " in method or " " in target:
         raise LocalProtocolError("the method and target must be non-empty and hold no space")
+    # Four parts a line, joined once (no per-line string: profiled, issue #16).
     parts = [method, " ", target, " HTTP/1.1\r\n"]
+    append = parts.append
     has_host = False
     for name, value in headers:
         lowered = name.lower()
-        if lowered in _CLIENT_OWNED:
-            raise LocalProtocolError(f"{name} is set by the client from the body; do not pass it")
-        if lowered == "host":
+        if lowered in _OWNED_OR_HOST:
+            if lowered != "host":
+                raise LocalProtocolError(
+                    f"{name} is set by the client from the body; do not pass it")
             has_host = True
-        parts.append(f"{name}: {value}\r\n")
-    lines = len(parts) - 2  # the request line, each header line, and the blank line to come
+        append(name)
+        append(": ")
+        append(value)
+        append("\r\n")
+    lines = len(parts) // 4 + 1  # the request line, each header line, and the blank line
     if not has_host:
         parts.append(host_line)
         lines += 1
