@@ -434,3 +434,28 @@ def test_worker_metrics_sum_counters_over_all_workers_and_gauges_over_live_ones(
     assert samples[("cognito_gateway_build_info", (("version", __version__),))] == 1
     assert len(list(tmp_path.glob("*.db"))) == 3 * (len(workers) - len(retired)) + bool(
         retired) * 2
+
+
+def test_a_worker_file_created_this_instant_neither_fails_the_sum_nor_counts(
+        tmp_path: Path) -> None:
+    """A starting worker creates its files empty and sizes them a moment later: a scrape in
+    between (and a retirement of a worker that died right then) sums the others."""
+    metrics = WorkerMetrics(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", _WORKER_SCRIPT.format(requests=2, ready=1)],
+        env=os.environ | metrics.worker_env(), check=True, capture_output=True, text=True)
+    for kind in ("counter", "histogram", "gauge_all"):
+        (tmp_path / f"{kind}_99999.db").touch()
+
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in metrics.collect() for s in family.samples}
+    metrics.retire(99999)
+    metrics.retire(int(done.stdout))
+
+    assert samples[("cognito_gateway_http_requests_total",
+                    (("code", "200"), ("method", "GET")))] == 2
+    assert {p.name for p in tmp_path.glob("*_99999.db")} == set()
+    retired = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in metrics.collect() for s in family.samples}
+    assert retired[("cognito_gateway_http_requests_total",
+                    (("code", "200"), ("method", "GET")))] == 2

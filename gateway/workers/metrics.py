@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"
 RETIRED = "retired"
+HEADER_BYTES = 8  # a multiprocess file starts with the length of its used part
 GAUGES_ACROSS_WORKERS: dict[str, Callable[[Iterable[float]], float]] = {
     "cognito_gateway_ready": min,
     "cognito_gateway_build_info": max,
@@ -60,7 +61,7 @@ class WorkerMetrics:
 
     def collect(self) -> Iterator[Metric]:
         """Every metric, summed over workers (a prometheus_client collector)."""
-        for metric in _merge(self.directory.glob("*.db"), accumulate=True):
+        for metric in _merge(_readable(self.directory.glob("*.db")), accumulate=True):
             if metric.type == "gauge":
                 metric.samples = _across_workers(metric)
             yield metric
@@ -76,7 +77,7 @@ class WorkerMetrics:
                 path.unlink()
                 continue
             retired = self.directory / f"{kind}_{RETIRED}.db"
-            _write_raw(retired, [p for p in (retired, path) if p.exists()])
+            _write_raw(retired, _readable([retired, path]))
             path.unlink()
 
     def remove(self) -> None:
@@ -101,6 +102,20 @@ def _write_raw(target: Path, sources: list[Path]) -> None:
     finally:
         store.close()  # type: ignore[no-untyped-call]
     staging.replace(target)
+
+
+def _readable(files: Iterable[Path]) -> list[Path]:
+    """The files that hold a header. A worker creates its file empty and sizes it a moment
+    later: until then it has counted nothing, and prometheus_client cannot read it (it would
+    fail the whole scrape)."""
+    readable = []
+    for path in files:
+        try:
+            if path.stat().st_size >= HEADER_BYTES:
+                readable.append(path)
+        except FileNotFoundError:
+            continue
+    return readable
 
 
 def _merge(files: Iterable[Path], *, accumulate: bool) -> list[Metric]:
