@@ -24,7 +24,7 @@ demo: $(VENV)/.installed
 	$(BIN)/cognito-gateway demo
 
 lint: $(VENV)/.test-installed
-	$(BIN)/ruff check gateway tests bench
+	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/mypy -p bench
 

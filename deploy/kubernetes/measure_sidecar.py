@@ -18,7 +18,6 @@ import contextlib
 import os
 import re
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -28,6 +27,8 @@ from pathlib import Path
 import aiohttp
 from cryptography.fernet import Fernet
 from yarl import URL
+
+from gateway.demo.stack import free_port
 
 BIN = Path(sys.executable).parent
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -49,12 +50,6 @@ client_secret = "demo-client-secret"
 callback_urls = ["{gateway}/oauth2/callback"]
 logout_urls = ["{gateway}/oauth2/signed_out"]
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def status_kib(pid: int, field: str) -> int:
@@ -121,6 +116,7 @@ async def sign_in(gateway: str, idp: str) -> str:
 
 
 async def measure(seconds: int, connections: int) -> None:
+    """Start the three processes, sign in, load the page for `seconds` and print the figures."""
     wrk = shutil.which("wrk")
     if wrk is None:
         raise RuntimeError("wrk is not installed (apt-get install wrk)")
@@ -193,6 +189,7 @@ async def measure(seconds: int, connections: int) -> None:
 
 
 def main() -> None:
+    """The command line: `--seconds` of load over `--connections` connections."""
     parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--connections", type=int, default=16)
