@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -30,14 +29,6 @@ STOP_GRACE_SECONDS = 5.0
 
 class ServiceError(RuntimeError):
     """A service did not start, or stopped answering."""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def cpu_list(cpus: set[int]) -> str:

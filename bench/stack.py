@@ -31,7 +31,8 @@ from bench import gateway, idp, nginx
 from bench.gateway import GatewaySite
 from bench.idp import IdpSite
 from bench.nginx import NginxPorts
-from bench.services import Service, Services, free_port
+from bench.services import Service, Services
+from gateway.demo.stack import free_port
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Sequence

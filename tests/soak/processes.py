@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,14 +27,6 @@ PROC = Path("/proc")
 
 class SoakError(RuntimeError):
     """The soak could not run (a process did not start, sign-in failed, bad options)."""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _parent_pids() -> dict[int, int]:

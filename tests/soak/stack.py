@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING
 
 from cryptography.fernet import Fernet
 
-from tests.soak.processes import Child, SoakError, free_port
+from gateway.demo.stack import free_port
+from tests.soak.processes import Child, SoakError
 from tests.support.redis_servers import RedisServer
 
 if TYPE_CHECKING:

@@ -28,6 +28,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway.demo.stack import free_port
+
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 _CONFIG = """\
 daemon off;
@@ -110,13 +112,6 @@ class RunningNginx:
         return answer
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def start_nginx(conf_body: str, *, http_conf: str = "", listen_options: str = "",
                 within: float = 10.0) -> RunningNginx:
     """Start nginx serving `conf_body` on a free loopback port; fail loudly if it does not come up.
@@ -127,7 +122,7 @@ def start_nginx(conf_body: str, *, http_conf: str = "", listen_options: str = ""
     problems = []
     for _ in range(3):
         prefix = Path(tempfile.mkdtemp(prefix="nginx-"))
-        port, status_port = _free_port(), _free_port()
+        port, status_port = free_port(), free_port()
         (prefix / "nginx.conf").write_text(_CONFIG.format(
             prefix=prefix, port=port, status_port=status_port, http_conf=http_conf,
             conf_body=conf_body, listen_options=listen_options))
