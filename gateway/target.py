@@ -40,6 +40,7 @@ from urllib.parse import unquote_to_bytes
 
 from aiohttp import web
 
+from gateway.cache import BoundedCache
 from gateway.errors import BadTarget
 
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
@@ -103,10 +104,11 @@ TARGET = web.RequestKey("target", RequestTarget)
 
 # Targets already parsed, by the raw target: a pure function of it, and most requests repeat a
 # few paths (parsing and the cached readings were ~4 % of a proxied request's CPU, issue #16).
-# Client-chosen, hence bounded: emptied when full; refused and long targets are never kept.
-_PARSED: dict[str, RequestTarget] = {}
+# Client-chosen, hence bounded (least recently used out); refused and long targets are never
+# kept.
 MAX_PARSED = 4096
 MAX_PARSED_LENGTH = 512
+_PARSED: BoundedCache[str, RequestTarget] = BoundedCache(MAX_PARSED)
 
 
 def parse_target(raw: str) -> RequestTarget:
@@ -115,9 +117,7 @@ def parse_target(raw: str) -> RequestTarget:
     if parsed is None:
         parsed = _parse(raw)
         if len(raw) <= MAX_PARSED_LENGTH:
-            if len(_PARSED) >= MAX_PARSED:
-                _PARSED.clear()
-            _PARSED[raw] = parsed
+            _PARSED.put(raw, parsed)
     return parsed
 
 
