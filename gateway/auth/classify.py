@@ -5,15 +5,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from aiohttp import web
 
 
 def is_navigation(request: web.BaseRequest) -> bool:
     """A browser page load: GET/HEAD wanting HTML, not XHR/fetch (by Sec-Fetch-Mode or
     X-Requested-With). Only navigations are ever redirected to sign in or shown HTML pages."""
-    if request.method not in {"GET", "HEAD"}:
+    return navigation_of(request.method, request.headers)
+
+
+def navigation_of(method: str, headers: Mapping[str, str]) -> bool:
+    """`is_navigation` of a request's method and headers."""
+    if method not in {"GET", "HEAD"}:
         return False
-    headers = request.headers
     if headers.get("X-Requested-With", "").lower() == "xmlhttprequest":
         return False
     mode = headers.get("Sec-Fetch-Mode")
@@ -24,6 +30,11 @@ def is_navigation(request: web.BaseRequest) -> bool:
 
 def bearer_token(request: web.BaseRequest) -> str | None:
     """The token of an `Authorization: Bearer <token>` header, if there is one."""
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return bearer_token_in(request.headers)
+
+
+def bearer_token_in(headers: Mapping[str, str]) -> str | None:
+    """`bearer_token` of a request's headers."""
+    scheme, _, token = headers.get("Authorization", "").partition(" ")
     token = token.strip()
     return token if scheme.lower() == "bearer" and token else None

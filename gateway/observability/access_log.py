@@ -38,16 +38,24 @@ class JsonAccessLogger(AbstractAccessLogger):
     deciding rule (`rule`) of a request the guard decided on."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.log_fields(request_id=request.get(REQUEST_ID), method=request.method,
+                        path=_path(request), status=response.status, time=time,
+                        bytes_sent=response.body_length, remote=request.remote,
+                        user_agent=request.headers.get("User-Agent"),
+                        trace_id=request.get(TRACE_ID), rule=request.get(RULE))
+
+    def log_fields(self, *, request_id: str | None, method: str, path: str,  # noqa: PLR0913 - the line's fields
+                   status: int, time: float, bytes_sent: int, remote: str | None,
+                   user_agent: str | None, trace_id: str | None, rule: str | None) -> None:
+        """`log`, from the line's fields (the express lane has no aiohttp request)."""
         if self.logger.disabled:  # `log.access_log = false`, perhaps since a reload
             return
-        trace_id = request.get(TRACE_ID)
-        rule = request.get(RULE)
         write_rendered(
-            f'{{"event": "request", "request_id": {_text(request.get(REQUEST_ID))}, '
-            f'"method": {_text(request.method)}, "path": {_text(_path(request))}, '
-            f'"status": {response.status}, "duration_ms": {round(time * 1000, 2)!r}, '
-            f'"bytes_sent": {response.body_length}, "remote": {_text(request.remote)}, '
-            f'"user_agent": {_text(request.headers.get("User-Agent"))}, "level": "info", '
+            f'{{"event": "request", "request_id": {_text(request_id)}, '
+            f'"method": {_text(method)}, "path": {_text(path)}, '
+            f'"status": {status}, "duration_ms": {round(time * 1000, 2)!r}, '
+            f'"bytes_sent": {bytes_sent}, "remote": {_text(remote)}, '
+            f'"user_agent": {_text(user_agent)}, "level": "info", '
             f'"logger": "{LOGGER_NAME}", "timestamp": "{_timestamp()}"'
             + (f', "trace_id": {json_string(trace_id)}' if trace_id is not None else "")
             + (f', "rule": {json_string(rule)}}}' if rule is not None else "}"))

@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import os
 import re
+from typing import TYPE_CHECKING
 
 from aiohttp import web
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 _SANE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 ID_BYTES = 16
@@ -50,7 +54,12 @@ os.register_at_fork(after_in_child=new_request_id.forget)
 
 def request_id_of(request: web.BaseRequest) -> str:
     """The request's X-Request-Id when it is well formed, else a new random id."""
-    incoming = request.headers.get("X-Request-Id")
+    return request_id_in(request.headers)
+
+
+def request_id_in(headers: Mapping[str, str]) -> str:
+    """`request_id_of` a request's headers."""
+    incoming = headers.get("X-Request-Id")
     if incoming is not None and _SANE_ID.fullmatch(incoming):
         return incoming
     return new_request_id()

@@ -60,8 +60,7 @@ def request_middleware(metrics: Metrics, errors: ErrorResponses, tracing: Tracin
                     request[TARGET] = parse_target(request.raw_path)
                     response = await handler(request)
                 except GatewayError as exc:
-                    response = errors(request, exc, request_id)
-                    _report(metrics, request, exc, response.status)
+                    response = answer_error(errors, metrics, request, exc, request_id)
                 status = response.status
                 if not response.prepared:
                     response.headers.setdefault("X-Request-Id", request_id)
@@ -71,9 +70,7 @@ def request_middleware(metrics: Metrics, errors: ErrorResponses, tracing: Tracin
                 raise
             except ExchangeAborted as exc:
                 # The listener cuts the connection; the status is what the client was sent.
-                status = exc.status
-                if isinstance(exc, UpstreamAborted):
-                    _failed(exc)
+                status = aborted(exc)
                 raise
             finally:
                 span.set_status_code(status)
@@ -81,6 +78,22 @@ def request_middleware(metrics: Metrics, errors: ErrorResponses, tracing: Tracin
                 duration.observe(time.perf_counter() - started)
 
     return middleware
+
+
+def answer_error(errors: ErrorResponses, metrics: Metrics, request: web.Request,
+                 exc: GatewayError, request_id: str) -> web.Response:
+    """The response to a GatewayError raised while serving `request`, counted and logged."""
+    response = errors(request, exc, request_id)
+    _report(metrics, request, exc, response.status)
+    return response
+
+
+def aborted(exc: ExchangeAborted) -> int:
+    """The status of an exchange cut short (what the client was sent), logged when the
+    upstream failed."""
+    if isinstance(exc, UpstreamAborted):
+        _failed(exc)
+    return exc.status
 
 
 def _report(metrics: Metrics, request: web.Request, exc: GatewayError, status: int) -> None:

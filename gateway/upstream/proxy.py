@@ -35,7 +35,7 @@ from gateway.observability.request_id import REQUEST_ID
 from gateway.observability.tracing import HTTP_METHOD, TRACING_OFF, Tracing
 from gateway.target import TARGET
 from gateway.upstream.client import TransportError, UpstreamClient, UpstreamResponse
-from gateway.upstream.failures import ClientGone, UpstreamFailures
+from gateway.upstream.failures import ClientGone, UpstreamAborted, UpstreamFailures
 from gateway.upstream.forwarding import (
     TrustedProxies,
     client_response_headers,
@@ -44,7 +44,9 @@ from gateway.upstream.forwarding import (
 from gateway.upstream.websocket import WebSocketRelay, is_websocket_upgrade
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterable, AsyncIterator, Mapping
+
+    from multidict import CIMultiDictProxy
 
     from gateway.config import UpstreamSettings
     from gateway.observability.metrics import Metrics
@@ -119,10 +121,16 @@ class UpstreamProxy:
     def header_pairs(self, request: web.Request) -> list[tuple[str, str]]:
         """The request's headers for the upstream (upstream/forwarding.py), in order."""
         principal = request.get(PRINCIPAL)
+        return self.pairs(request.headers, request.remote, request[REQUEST_ID],
+                          principal.headers if principal else {})
+
+    def pairs(self, headers: CIMultiDictProxy[str], peer: str | None, request_id: str,
+              identity: Mapping[str, str]) -> list[tuple[str, str]]:
+        """`header_pairs` of a request's headers, peer address, id and identity headers."""
         return upstream_request_header_pairs(
-            request.headers, peer=request.remote, scheme=self._public_scheme,
-            host=self._public_host or "", trusted=self._trusted, own_cookie=self._cookies.owns,
-            request_id=request[REQUEST_ID], identity=principal.headers if principal else {})
+            headers, peer=peer, scheme=self._public_scheme, host=self._public_host or "",
+            trusted=self._trusted, own_cookie=self._cookies.owns, request_id=request_id,
+            identity=identity)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Forward the request and stream the answer back."""
@@ -142,17 +150,39 @@ class UpstreamProxy:
                 carrier = CIMultiDict(headers)
                 self._tracing.inject(carrier)
                 headers = list(carrier.items())
-            started = time.perf_counter()
-            with self._failures.connecting():
-                upstream = await self.client.request(
-                    method, self._base_path + request[TARGET].forwarded, headers,
-                    self._body(request) if request.body_exists else None, body_length=length)
-            self._upstream_duration.observe(time.perf_counter() - started)
+            upstream = await self.send(method, request[TARGET].forwarded, headers,
+                                       self._body(request) if request.body_exists else None,
+                                       length)
             call.set_status_code(upstream.status)
             try:
                 return await self._relay(request, upstream)
             finally:
                 await upstream.aclose()  # no-op after a complete body; closes a cut one
+
+    async def send(self, method: str, forwarded: str, headers: list[tuple[str, str]],
+                   body: AsyncIterable[bytes] | None,
+                   length: int | None) -> UpstreamResponse:
+        """Send a request for the target `forwarded` (a RequestTarget's) and wait for the
+        response head; network failures become GatewayErrors (upstream/failures.py)."""
+        started = time.perf_counter()
+        with self._failures.connecting():
+            upstream = await self.client.request(method, self._base_path + forwarded, headers,
+                                                 body, body_length=length)
+        self._upstream_duration.observe(time.perf_counter() - started)
+        return upstream
+
+    def response_headers(self, upstream: UpstreamResponse,
+                         request_id: str) -> list[tuple[str, str]]:
+        """The client's response headers: the upstream's that may pass
+        (upstream/forwarding.py), and the request id unless the upstream sent one."""
+        headers = client_response_headers(upstream.headers, self._cookies.owns)
+        if not any(name.lower() == "x-request-id" for name, _ in headers):
+            headers.append(("X-Request-Id", request_id))
+        return headers
+
+    def aborted(self, exc: TransportError, status: int) -> UpstreamAborted:
+        """The error cutting a response (`status`) whose upstream failed mid-body."""
+        return self._failures.aborted(exc, status)
 
     async def _body(self, request: web.Request) -> AsyncIterator[bytes]:
         """The client's body as it arrives, within the timeout and the size limit."""
@@ -181,10 +211,7 @@ class UpstreamProxy:
         # first event.
         response = (_WholeResponse if arrived else web.StreamResponse)(
             status=status, reason=upstream.reason)
-        headers = response.headers
-        headers.extend(client_response_headers(upstream.headers, self._cookies.owns))
-        if "X-Request-Id" not in headers:
-            headers["X-Request-Id"] = request[REQUEST_ID]
+        response.headers.extend(self.response_headers(upstream, request[REQUEST_ID]))
         # Errors of the client's side are ConnectionErrors (aiohttp's writes); the upstream's
         # are the client package's TransportErrors: the two never mix.
         try:
@@ -196,7 +223,7 @@ class UpstreamProxy:
                 try:
                     chunk = await upstream.receive()
                 except TransportError as exc:
-                    raise self._failures.aborted(exc, status) from exc
+                    raise self.aborted(exc, status) from exc
                 if not chunk:
                     break
                 await response.write(chunk)
