@@ -43,6 +43,11 @@ class BearerTokens:
         """Verify and build every token's principal again (a reload changed its headers)."""
         self._verified = BoundedCache(CACHE_SIZE, clock=self._clock)
 
+    def settled(self, token: str) -> Principal | None:
+        """The token's principal when it was verified already (and has not expired); None
+        when `principal` has yet to verify it."""
+        return self._verified.get(hashlib.sha256(token.encode()).hexdigest())
+
     async def principal(self, token: str) -> Principal:
         """The token's principal; InvalidBearerToken when it does not verify."""
         key = hashlib.sha256(token.encode()).hexdigest()

@@ -24,6 +24,8 @@ from gateway.errors import AccessDenied, AuthError, InvalidBearerToken, SignInRe
 from gateway.observability.tracing import SPAN
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from aiohttp import web
 
     from gateway.auth.principal import Principal, Principals
@@ -129,6 +131,25 @@ class Guard:
 
     def route(self, method: str, target: RequestTarget | None) -> Route:
         return self._policy.route(method, target)
+
+    def settled(self, method: str, target: RequestTarget, headers: Mapping[str, str], *,
+                navigation: bool) -> Decision | None:
+        """`decide`'s decision when it passes and takes no I/O: a public route, or a principal
+        known without waiting (Principals.settled) that meets its route's requirements. It is
+        counted as `decide` counts it. None in every other case, uncounted: the caller then
+        asks `decide`, which decides in full."""
+        route = self._policy.route(method, target)
+        principal = None
+        if route.action == "authenticate":
+            principal = self._principals.settled(headers)
+            if principal is None:
+                return None
+        decision = judge(route, principal, navigation=navigation,
+                         redirectable=method in REDIRECTABLE)
+        if not decision.passes:
+            return None
+        self._decisions.labels(decision.label, route.rule).inc()  # decision, rule
+        return decision
 
     async def decide(self, request: web.Request, target: RequestTarget | None, *,
                      navigation: bool, method: str | None = None,

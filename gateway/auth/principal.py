@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from aiohttp import web
 
-from gateway.auth.classify import bearer_token
+from gateway.auth.classify import bearer_token, bearer_token_in
 from gateway.cache import BoundedCache
 from gateway.clock import SYSTEM_CLOCK, Clock
 
@@ -76,6 +76,9 @@ class BearerPrincipals(Protocol):
     async def principal(self, token: str) -> Principal:
         """The principal of a bearer token; InvalidBearerToken when it does not verify."""
 
+    def settled(self, token: str) -> Principal | None:
+        """The principal of a bearer token verified already; None when it has to be."""
+
 
 class Principals:
     """Who makes a request: a bearer token's principal, else the session's, else nobody.
@@ -95,6 +98,22 @@ class Principals:
     def forget_headers(self) -> None:
         """Build every session's headers again (a reload changed how they are signed)."""
         self._built = BoundedCache(HEADERS_CACHE_SIZE, clock=self._clock)
+
+    def settled(self, headers: Mapping[str, str]) -> Principal | None:
+        """The principal `of` would return for a request with these headers, when it is known
+        without any I/O: a bearer token's verified already, or a session's
+        (SessionLayer.settled) whose Principal was built already. None otherwise (the caller
+        then asks `of`)."""
+        if self._bearer is not None:
+            token = bearer_token_in(headers)
+            if token is not None:
+                principal = self._bearer.settled(token)
+                return principal if principal is not None and principal.scopes is not None \
+                    else None
+        session = self._sessions.settled(headers.get("Cookie", ""))
+        if session is None:
+            return None
+        return self._built.get((session.sid, session.tokens_expire_at))
 
     async def of(self, request: web.Request) -> Principal | None:
         """The request's principal; InvalidBearerToken for a bearer token that fails."""

@@ -48,7 +48,11 @@ class CookiePolicy:
 
     def read(self, request: web.BaseRequest) -> str | None:
         """The value spread over this cookie's chunks, or None when there is none."""
-        return self._parsed(request.headers.get("Cookie", ""))[1]
+        return self.sealed_in(request.headers.get("Cookie", ""))
+
+    def sealed_in(self, header: str) -> str | None:
+        """`read` of a Cookie header."""
+        return self._parsed(header)[1]
 
     def _parsed(self, header: str) -> tuple[dict[str, str], str | None]:
         """The gateway's cookies in `header` and the value of their chunks. A request asks

@@ -99,6 +99,22 @@ class SessionLayer:
         state.current = fresh
         return fresh
 
+    def settled(self, cookie_header: str) -> Session | None:
+        """The session `session()` would return for a request with this Cookie header when
+        that takes no I/O and leaves nothing to do: the store knows it without asking
+        (`SessionStore.settled`), no newer generation is known, no refresh is due, and so its
+        response writes no cookie. None in every other case (the caller then takes
+        `session()`'s path, which decides the same question in full)."""
+        session = self._store.settled(cookie_header)
+        if session is None or not self._refresher.quiet(session):
+            return None
+        now = self._clock.time()
+        if session.refresh_token is None:
+            return session if session.tokens_valid(now) else None
+        if now < session.refresh_starts_at(self._refresh_before, self._revalidate_after):
+            return session
+        return None
+
     async def begin(self, request: web.Request, session: Session) -> None:
         """Start `session` (a sign-in): it replaces the request's session, if any."""
         state = await self._state(request)

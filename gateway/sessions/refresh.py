@@ -144,6 +144,11 @@ class RefreshCoordinator:
                              expires_at=expires_at)
         return session
 
+    def quiet(self, session: Session) -> bool:
+        """True when `newest(session)` is `session` itself (nothing newer is known here, so
+        asking changes nothing) and `ended(session)` is False."""
+        return self._newest.get(session.sid) is None and not self.ended(session)
+
     def ended(self, session: Session) -> bool:
         """True when the refresh of this generation failed verification for good."""
         rejection = self._rejected.get(session.sid)

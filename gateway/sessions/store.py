@@ -46,6 +46,13 @@ class SessionStore(ABC):
     async def load(self, request: web.BaseRequest) -> Session | Absent:
         """The request's live session, or why there is none."""
 
+    def settled(self, cookie_header: str) -> Session | None:  # noqa: ARG002 - see docstring
+        """The session `load` would return for a request with this Cookie header, when it is
+        known here without any I/O or decoding and its cookie needs no resealing; None
+        otherwise, and always for a store that must ask its backend (Redis: a revocation on
+        another replica takes effect at once)."""
+        return None
+
     @abstractmethod
     def cookie_value(self, session: Session) -> str:
         """What the browser's cookie holds for this session (sealed)."""
@@ -116,6 +123,18 @@ class CookieSessionStore(SessionStore):
             return Absent.LIFETIME
         if self._signed_out.get(session.sid):
             return Absent.SIGNED_OUT
+        return session
+
+    def settled(self, cookie_header: str) -> Session | None:
+        sealed = self.cookies.sealed_in(cookie_header)
+        if sealed is None:
+            return None
+        session = self._decoded.get(sealed)  # decoded by an earlier `load`, or None
+        if session is None or session.expired(self.clock.time()) \
+                or self._signed_out.get(session.sid):
+            return None
+        if self.cipher.rotating and not self.cipher.current(sealed):
+            return None  # its response must seal it again: `load`'s path does
         return session
 
     def _decode(self, sealed: str) -> Session | None:
