@@ -177,6 +177,8 @@ def client_response_headers(upstream: Iterable[tuple[str, str]],
                 append((name, value))
         elif verdict is _CONNECTION:
             named.update(token.strip().lower() for token in value.split(","))
+    # `Connection: keep-alive` (nginx's, on every response) names a header dropped anyway.
+    named -= HOP_BY_HOP
     if named:
         out = [(name, value) for name, value in out if name.lower() not in named]
     return out
