@@ -41,6 +41,7 @@ from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.cognito.provider import PROVIDER, IdentityProvider
 from gateway.dispatch import Dispatcher
 from gateway.doctor.at_start import StartupDoctor
+from gateway.express import EXPRESS_LANE, ExpressLane
 from gateway.health import HEALTH, Health
 from gateway.observability.logging import get_logger
 from gateway.observability.metrics import METRICS, Metrics
@@ -116,8 +117,8 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None,
                      **Whoami(guard, principals, trusted).endpoints(), **keys.endpoints()},
                     keys.prefixed())
 
-    app = web.Application(middlewares=[
-        request_middleware(metrics, ErrorResponses(s.server.public_url), tracing, trusted)])
+    errors = ErrorResponses(s.server.public_url)
+    app = web.Application(middlewares=[request_middleware(metrics, errors, tracing, trusted)])
     app.on_response_prepare.append(sessions.write_cookies)
     app.router.add_route("*", "/{tail:.*}", Dispatcher(router, guard, sign_in, proxy).dispatch)
     background = BackgroundTasks()
@@ -144,6 +145,8 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None,
     app[METRICS], app[PROVIDER], app[SESSION_STORE] = metrics, provider, store
     app[RECONFIGURE] = reconfigure
     app[HEALTH], app[OPEN_SOCKETS], app[ROUTER] = health, sockets, router
+    app[EXPRESS_LANE] = ExpressLane(router=router, guard=guard, proxy=proxy, errors=errors,
+                                    metrics=metrics, tracing=tracing)
     return app
 
 
