@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-import pytest
+import asyncio
+from typing import TYPE_CHECKING
 
-from gateway.observability.metrics import LoopValue, Metrics
+import pytest
+from prometheus_client import CollectorRegistry, values
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from gateway.observability.metrics import BufferedValue, LoopValue, Metrics
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
 
 
 def test_counter_children_count_in_loop_values() -> None:
@@ -45,3 +54,53 @@ def test_histograms_observe_into_loop_values() -> None:
     assert sample(name + "_bucket", {"le": "0.005"}) == 3.0
     assert sample(name + "_bucket", {"le": "+Inf"}) == 4.0
     assert sample(name + "_sum", {}) == pytest.approx(100.0065)
+
+
+@pytest.fixture
+def multiprocess(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """prometheus_client's multiprocess mode (as a `--workers N` worker runs), files in tmp."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    monkeypatch.setattr(values, "ValueClass", values.MultiProcessValue())  # type: ignore[no-untyped-call]
+    yield tmp_path
+    values.close_all_multiprocess_files()  # type: ignore[no-untyped-call]
+
+
+def in_files(directory: Path, name: str, labels: dict[str, str] | None = None) -> float | None:
+    """A sample as the supervisor's /metrics reads it: from the workers' files."""
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(directory))  # type: ignore[no-untyped-call]
+    return registry.get_sample_value(name, labels or {})
+
+
+REQUESTS = "cognito_gateway_http_requests_total"
+GET_200 = {"method": "GET", "code": "200"}
+
+
+def test_multiprocess_counts_reach_the_files_once_per_loop_iteration(multiprocess: Path) -> None:
+    """Within an iteration of the event loop the counts stay in memory (one file write per
+    value per iteration); by the next one they are in the files, whole."""
+    metrics = Metrics()
+    child = metrics.http_requests.labels("GET", 200)
+    assert isinstance(child._value, BufferedValue)
+
+    async def count() -> tuple[float | None, float | None, float | None]:
+        for _ in range(5):
+            child.inc()
+        metrics.http_request_duration.observe(0.003)
+        during = in_files(multiprocess, REQUESTS, GET_200)
+        await asyncio.sleep(0)
+        after = in_files(multiprocess, REQUESTS, GET_200)
+        observed = in_files(multiprocess, "cognito_gateway_http_request_duration_seconds_count")
+        return during, after, observed
+
+    during, after, observed = asyncio.run(count())
+    assert during in {None, 0.0}
+    assert after == 5.0
+    assert observed == 1.0
+    assert child._value.get() == 5.0
+
+
+def test_multiprocess_counts_outside_a_loop_reach_the_files_at_once(multiprocess: Path) -> None:
+    metrics = Metrics()
+    metrics.http_requests.labels("GET", 200).inc(2)
+    assert in_files(multiprocess, REQUESTS, GET_200) == 2.0

@@ -6,12 +6,15 @@ fixed reasons); never user ids, paths or raw error text.
 Counters on the request path are `CachedCounter`s: `labels()` finds the child in a dict keyed
 by the arguments as given, instead of prometheus_client's checks, string conversions and lock
 on every call (~5 us each, profiled; issue #16). Children are prometheus_client's own, so the
-multiprocess mode of `--workers N` (values in memory-mapped files) works unchanged. Histograms
+multiprocess mode of `--workers N` (values in memory-mapped files) works unchanged; there their
+values are BufferedValues, written to the files once per event-loop iteration. Histograms
 find their bucket by bisection.
 """
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 from bisect import bisect_left
 from threading import Lock
 from typing import Any, Self
@@ -57,11 +60,88 @@ class LoopValue(MutexValue):
         return self._value
 
 
+class BufferedValue:
+    """A multiprocess value (`--workers N`: prometheus_client's memory-mapped file) that counts
+    in memory and adds what it counted to its file once per event-loop iteration.
+
+    Each write to the file takes a lock and packs a float (1.9 us an `inc`, 3.1 us an
+    `observe`, measured: ~9 us per proxied request); within one iteration of the loop, every
+    request counting into the same value now shares one. What is counted reaches the file
+    before the loop does anything else (`call_soon`), so the supervisor's /metrics reads it as
+    before; without a running loop, an `inc` goes to the file at once.
+    """
+
+    __slots__ = ("_file", "_pending", "_queued")
+
+    def __init__(self, file: Any) -> None:
+        self._file = file
+        self._pending = 0.0
+        self._queued = False
+
+    def inc(self, amount: float) -> None:
+        self._pending += amount
+        if not self._queued:
+            self._queued = True
+            _flushes.queue(self)
+
+    def flush(self) -> None:
+        """Add what was counted since the last flush to the file."""
+        pending, self._pending, self._queued = self._pending, 0.0, False
+        if pending:
+            self._file.inc(pending)
+
+    def set(self, value: float, timestamp: float | None = None) -> None:
+        self._pending = 0.0
+        self._file.set(value, timestamp)
+
+    def get(self) -> float:
+        return float(self._file.get()) + self._pending
+
+    def set_exemplar(self, exemplar: Any) -> None:
+        self._file.set_exemplar(exemplar)
+
+    def get_exemplar(self) -> Any:
+        return self._file.get_exemplar()
+
+
+class _Flushes:
+    """The BufferedValues counted into since the loop last flushed them."""
+
+    def __init__(self) -> None:
+        self._values: list[BufferedValue] = []
+        self._scheduled = False
+
+    def queue(self, value: BufferedValue) -> None:
+        self._values.append(value)
+        if self._scheduled:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()  # no loop (a CLI command, a test): at once
+            return
+        self._scheduled = True
+        loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        values, self._values = self._values, []
+        for value in values:
+            value.flush()
+
+
+_flushes = _Flushes()
+atexit.register(_flushes.flush)  # what the last iteration counted, when the loop is gone
+
+
 def _unlocked(value: Any) -> Any:
-    """`value` as a LoopValue when it is the plain in-process MutexValue, else unchanged."""
-    if type(value) is not MutexValue:
-        return value
-    return LoopValue(value.get())  # type: ignore[no-untyped-call]
+    """`value` as a LoopValue when it is the plain in-process MutexValue, as a BufferedValue
+    when it is a multiprocess one, else unchanged."""
+    if type(value) is MutexValue:
+        return LoopValue(value.get())  # type: ignore[no-untyped-call]
+    if getattr(value, "_multiprocess", False):
+        return BufferedValue(value)
+    return value
 
 
 class CachedCounter(Counter):
@@ -71,7 +151,7 @@ class CachedCounter(Counter):
     The cache holds one entry per distinct call (bounded, as label values must be).
     """
 
-    _loop_value: LoopValue | None = None
+    _loop_value: LoopValue | BufferedValue | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._children: dict[object, Self] = {}
@@ -80,7 +160,7 @@ class CachedCounter(Counter):
     def _metric_init(self) -> None:
         super()._metric_init()
         self._value = _unlocked(self._value)
-        if isinstance(self._value, LoopValue):
+        if isinstance(self._value, (LoopValue, BufferedValue)):
             self._loop_value = self._value
 
     def inc(self, amount: float = 1, exemplar: dict[str, str] | None = None) -> None:
