@@ -48,7 +48,6 @@ from gateway.observability.metrics import normalise_method
 from gateway.observability.request_id import REQUEST_ID, request_id_in
 from gateway.observability.requests import aborted, answer_error
 from gateway.target import TARGET, RequestTarget, parse_target
-from gateway.upstream.client import TransportError
 from gateway.upstream.failures import ClientGone, ExchangeAborted
 
 if TYPE_CHECKING:
@@ -201,14 +200,7 @@ class ExpressLane:
                 await writer.write_eof(await upstream.read())
                 return keep_alive
             writer.send_headers()
-            while True:
-                try:
-                    chunk = await upstream.receive()
-                except TransportError as exc:
-                    raise self._proxy.aborted(exc, status) from exc
-                if not chunk:
-                    break
-                await writer.write(chunk)
+            await self._proxy.pump(upstream, status, writer.write)
             await writer.write_eof()
         except ConnectionError as exc:
             raise ClientGone from exc

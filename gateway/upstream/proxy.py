@@ -35,7 +35,7 @@ from gateway.observability.request_id import REQUEST_ID
 from gateway.observability.tracing import HTTP_METHOD, TRACING_OFF, Tracing
 from gateway.target import TARGET
 from gateway.upstream.client import TransportError, UpstreamClient, UpstreamResponse
-from gateway.upstream.failures import ClientGone, UpstreamAborted, UpstreamFailures
+from gateway.upstream.failures import ClientGone, UpstreamFailures
 from gateway.upstream.forwarding import (
     TrustedProxies,
     client_response_headers,
@@ -44,7 +44,7 @@ from gateway.upstream.forwarding import (
 from gateway.upstream.websocket import WebSocketRelay, is_websocket_upgrade
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterable, AsyncIterator, Mapping
+    from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 
     from multidict import CIMultiDictProxy
 
@@ -180,9 +180,19 @@ class UpstreamProxy:
             headers.append(("X-Request-Id", request_id))
         return headers
 
-    def aborted(self, exc: TransportError, status: int) -> UpstreamAborted:
-        """The error cutting a response (`status`) whose upstream failed mid-body."""
-        return self._failures.aborted(exc, status)
+    async def pump(self, upstream: UpstreamResponse, status: int,
+                   write: Callable[[bytes], Awaitable[None]]) -> None:
+        """Pass the upstream's body to `write` as it arrives, to its end. An upstream failure
+        on the way (the response started with `status`) raises UpstreamAborted, counted; the
+        writer's own errors (the client's side) pass through."""
+        while True:
+            try:
+                chunk = await upstream.receive()
+            except TransportError as exc:
+                raise self._failures.aborted(exc, status) from exc
+            if not chunk:
+                return
+            await write(chunk)
 
     async def _body(self, request: web.Request) -> AsyncIterator[bytes]:
         """The client's body as it arrives, within the timeout and the size limit."""
@@ -219,14 +229,7 @@ class UpstreamProxy:
             if arrived:
                 await response.write_eof(await upstream.read())
                 return response
-            while True:
-                try:
-                    chunk = await upstream.receive()
-                except TransportError as exc:
-                    raise self.aborted(exc, status) from exc
-                if not chunk:
-                    break
-                await response.write(chunk)
+            await self.pump(upstream, status, response.write)
             await response.write_eof()
         except ConnectionError as exc:
             raise ClientGone from exc
