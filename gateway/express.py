@@ -88,8 +88,10 @@ class ExpressConnection(Protocol):
                 writer: AbstractStreamWriter) -> web.Request:
         """The aiohttp request of `message`, for the full path's error answers."""
 
-    async def answer(self, request: web.Request, response: web.StreamResponse) -> bool:
-        """Send `response` and log it, as aiohttp finishes a handler's; True: keep-alive."""
+    async def answer(self, request: web.Request, response: web.StreamResponse, *,
+                     started: float) -> bool:
+        """Send `response` and log it (its duration from `started`, a `perf_counter()`), as
+        aiohttp finishes a handler's; True: keep-alive."""
 
     def log(self, *, request_id: str, method: str, path: str, status: int, time: float,
             bytes_sent: int, rule: str | None, user_agent: str | None) -> None:
@@ -152,7 +154,7 @@ class ExpressLane:
                 request, response = self._error(connection, message, plan, exc, request_id)
                 status = response.status  # counted so even if the client has left meanwhile
                 try:
-                    return await connection.answer(request, response)
+                    return await connection.answer(request, response, started=started)
                 except ExchangeAborted:
                     return False
             status = upstream.status

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -159,13 +160,14 @@ class GatewayRequestHandler(RequestHandler):
         for what arrived meanwhile) or close it, as aiohttp's loop does after a request."""
         assert self._manager is not None
         self._manager.requests_count += 1
+        started = time.perf_counter()
         keep_alive = False
         try:
             keep_alive = await lane.serve(self, message, plan)
         except ExchangeAborted:
             pass  # cut short: the connection closes, no (further) response
         except Exception as exc:  # noqa: BLE001 - answered like aiohttp's handler loop's
-            keep_alive = await self._express_failed(message, exc)
+            keep_alive = await self._express_failed(message, exc, started)
         finally:
             self._express = None
             self._express_writer = None
@@ -181,7 +183,8 @@ class GatewayRequestHandler(RequestHandler):
         if self._messages and waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def _express_failed(self, message: RawRequestMessage, exc: Exception) -> bool:
+    async def _express_failed(self, message: RawRequestMessage, exc: Exception,
+                              started: float) -> bool:
         """A bug's answer: a 500 when no byte was sent, else the connection is cut."""
         writer = self._express_writer
         if (writer is not None and writer.output_size > 0) or self._request_factory is None:
@@ -189,7 +192,8 @@ class GatewayRequestHandler(RequestHandler):
             return False
         request = self.request(message, self.writer())
         try:
-            return await self.answer(request, self.handle_error(request, 500, exc))
+            return await self.answer(request, self.handle_error(request, 500, exc),
+                                     started=started)
         except ConnectionError:
             return False
 
@@ -219,16 +223,17 @@ class GatewayRequestHandler(RequestHandler):
         assert isinstance(request, web.Request)
         return request
 
-    async def answer(self, request: web.Request, response: web.StreamResponse) -> bool:
-        """Send `response` and log it, as aiohttp's loop finishes a handler's; True when the
-        connection may carry another request."""
-        started = self._loop.time()
+    async def answer(self, request: web.Request, response: web.StreamResponse, *,
+                     started: float) -> bool:
+        """Send `response` and log it (its duration from `started`, a `perf_counter()`), as
+        aiohttp's loop finishes a handler's; True when the connection may carry another
+        request."""
         try:
             await response.prepare(request)
             await response.write_eof()
         except ConnectionError as exc:
             raise ClientGone from exc
-        self.log_access(request, response, self._loop.time() - started)
+        self.log_access(request, response, time.perf_counter() - started)
         return bool(response.keep_alive)
 
     def log(self, *, request_id: str, method: str, path: str, status: int, time: float,
