@@ -143,10 +143,11 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None,
             background.start(doctor.run())
 
     app[METRICS], app[PROVIDER], app[SESSION_STORE] = metrics, provider, store
-    app[RECONFIGURE] = reconfigure
-    app[HEALTH], app[OPEN_SOCKETS], app[ROUTER] = health, sockets, router
-    app[EXPRESS_LANE] = ExpressLane(router=router, guard=guard, proxy=proxy, errors=errors,
-                                    metrics=metrics, tracing=tracing)
+    app[RECONFIGURE], app[HEALTH], app[OPEN_SOCKETS], app[ROUTER] = (
+        reconfigure, health, sockets, router)
+    if not tracing.enabled:  # a traced request's spans are the full path's
+        app[EXPRESS_LANE] = ExpressLane(router=router, guard=guard, proxy=proxy, errors=errors,
+                                        metrics=metrics)
     return app
 
 

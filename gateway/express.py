@@ -10,7 +10,6 @@ story cost about a third of the gateway's CPU per request (issue #16, profiled).
 lane does:
 
 - GET or HEAD without a body (no Content-Length, no Transfer-Encoding), no Expect, no Upgrade;
-- tracing off (spans are the full path's);
 - its target parses (gateway/target.py, the one parse) to a single reading, and no gateway
   endpoint owns its path (gateway/routing.py);
 - the guard's decision passes without I/O (`Guard.settled`): a public route, or a principal
@@ -18,7 +17,8 @@ lane does:
   decoded already, no newer generation, no refresh due, nothing to reseal, so its response
   writes no cookie).
 
-Anything else gets no plan and takes the full path, which decides in full. A planned request is
+Anything else gets no plan and takes the full path, which decides in full. With tracing on,
+the app has no lane at all (spans are the full path's: gateway/app.py). A planned request is
 decided by the same functions from the same inputs, and counted the same. Its upstream request
 is the full path's (`UpstreamProxy.pairs` and `send`), and so is its response: the upstream's
 headers through the same filter, then what aiohttp's StreamResponse adds (Date, Server, the
@@ -44,7 +44,6 @@ from gateway.auth.classify import navigation_of
 from gateway.auth.policy import RULE
 from gateway.auth.principal import PRINCIPAL
 from gateway.errors import GatewayError
-from gateway.observability.metrics import normalise_method
 from gateway.observability.request_id import REQUEST_ID, request_id_in
 from gateway.observability.requests import aborted, answer_error
 from gateway.target import TARGET, RequestTarget, parse_target
@@ -56,7 +55,6 @@ if TYPE_CHECKING:
 
     from gateway.auth.guard import Decision, Guard
     from gateway.observability.metrics import Metrics
-    from gateway.observability.tracing import Tracing
     from gateway.routing import Router
     from gateway.translate import ErrorResponses
     from gateway.upstream.client import UpstreamResponse
@@ -102,23 +100,20 @@ class ExpressLane:
     """Plans and serves the requests that need no more than a settled decision and the relay."""
 
     def __init__(self, *, router: Router, guard: Guard, proxy: UpstreamProxy,
-                 errors: ErrorResponses, metrics: Metrics, tracing: Tracing) -> None:
+                 errors: ErrorResponses, metrics: Metrics) -> None:
         self._router = router
         self._guard = guard
         self._proxy = proxy
         self._errors = errors
         self._metrics = metrics
-        self._requests = metrics.http_requests
-        self._duration = metrics.http_request_duration
-        self._tracing = tracing
-        self.served = 0  # requests served here, for tests and the bench to see
+        self.served = 0  # requests served here: tests tell by it which way a request went
 
     def plan(self, message: RawRequestMessage) -> Plan | None:
         """The plan for `message` when the lane serves it as the full path would (see the
         module docstring), its decision counted; None otherwise, counting nothing."""
         method = message.method
         headers = message.headers
-        if method not in EXPRESS_METHODS or message.upgrade or self._tracing.enabled \
+        if method not in EXPRESS_METHODS or message.upgrade \
                 or any(name in headers for name in _NOT_EXPRESS):
             return None
         try:
@@ -172,8 +167,7 @@ class ExpressLane:
             status = aborted(exc)
             raise
         finally:
-            self._requests.labels(normalise_method(method), status).inc()  # method, code
-            self._duration.observe(time.perf_counter() - started)
+            self._metrics.count_request(method, status, time.perf_counter() - started)
 
     def _error(self, connection: ExpressConnection, message: RawRequestMessage, plan: Plan,
                exc: GatewayError, request_id: str) -> tuple[web.Request, web.Response]:

@@ -19,8 +19,8 @@ or a client that left (`ExchangeAborted`), the connection is closed with no seco
 A request that arrives alone on an idle connection is offered to the express lane
 (gateway/express.py): when it plans the request, the lane serves it here, and aiohttp's handler
 loop is not woken until the exchange is over (requests on one connection are answered in
-order: what arrives meanwhile waits in aiohttp's queue). Everything else, and everything while
-tracing is on, takes aiohttp's path.
+order: what arrives meanwhile waits in aiohttp's queue). Everything else takes aiohttp's path,
+and so does every request of an app without a lane (tracing on: gateway/app.py).
 
 This subclasses aiohttp's RequestHandler (its documented extension points `handle_error`,
 `connection_made`, `data_received`, and a few of its attributes); tests/test_listener.py and
@@ -135,9 +135,8 @@ class GatewayRequestHandler(RequestHandler):
         messages = self._messages
         if idle and len(messages) == 1 and self._parser is not None:
             message, payload = messages[0]
-            plan = (self._plan(lane, message) if payload is EMPTY_PAYLOAD
-                    and isinstance(message, RawRequestMessage) else None)
-            if plan is not None and isinstance(message, RawRequestMessage):
+            if payload is EMPTY_PAYLOAD and isinstance(message, RawRequestMessage) \
+                    and (plan := self._plan(lane, message)) is not None:
                 messages.popleft()
                 self._parser.message_consumed()
                 self._express = self._loop.create_task(self._serve_express(lane, message, plan))

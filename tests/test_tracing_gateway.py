@@ -22,6 +22,9 @@ pytest.importorskip("opentelemetry.sdk.trace", reason="needs the otel extra")
 
 from typing import TYPE_CHECKING
 
+from gateway.app import create_app
+from gateway.config import load_settings
+from gateway.express import EXPRESS_LANE
 from gateway.observability.tracing import (
     AUTH_DECISION,
     COGNITO_REQUEST_ID,
@@ -153,3 +156,12 @@ async def test_redis_commands_are_child_spans(traced_gateway: TracedGateway, red
     for span in commands:
         assert span.parent_span_id in servers
         assert set(span.attributes) <= {DB_SYSTEM, DB_OPERATION, "error.type"}
+
+
+async def test_a_traced_app_serves_every_request_the_full_way(
+        tracing: Tracing, idp: DevIdp, upstream: str, gateway_url: str) -> None:
+    """A traced request's spans are made on the full path: with tracing on, the app has no
+    express lane (gateway/express.py); without, it has one."""
+    settings = load_settings(environ=gateway_env(idp, upstream, gateway_url))
+    assert EXPRESS_LANE not in create_app(settings, tracing=tracing)
+    assert EXPRESS_LANE in create_app(settings)
