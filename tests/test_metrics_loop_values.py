@@ -104,3 +104,29 @@ def test_multiprocess_counts_outside_a_loop_reach_the_files_at_once(multiprocess
     metrics = Metrics()
     metrics.http_requests.labels("GET", 200).inc(2)
     assert in_files(multiprocess, REQUESTS, GET_200) == 2.0
+
+
+def test_a_loop_stopped_before_its_flush_does_not_hold_back_the_next_ones(
+        multiprocess: Path) -> None:
+    """Counts queued on a loop that stopped before flushing them reach the files with the
+    next loop's first iteration (and nothing waits for the first loop again)."""
+    metrics = Metrics()
+    child = metrics.http_requests.labels("GET", 200)
+    first = asyncio.new_event_loop()
+
+    async def count_then_stop() -> None:
+        first.stop()  # this iteration's callbacks run; the flush it schedules does not
+        child.inc()
+
+    counted = first.create_task(count_then_stop())
+    first.run_forever()
+    first.close()
+    assert counted.done()
+    assert in_files(multiprocess, REQUESTS, GET_200) in {None, 0.0}
+
+    async def count_again() -> float | None:
+        child.inc()
+        await asyncio.sleep(0)
+        return in_files(multiprocess, REQUESTS, GET_200)
+
+    assert asyncio.run(count_again()) == 2.0

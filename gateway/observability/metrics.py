@@ -82,7 +82,8 @@ class BufferedValue:
         self._pending += amount
         if not self._queued:
             self._queued = True
-            _flushes.queue(self)
+            _flushes.values.append(self)
+        _flushes.schedule()
 
     def flush(self) -> None:
         """Add what was counted since the last flush to the file."""
@@ -108,24 +109,25 @@ class _Flushes:
     """The BufferedValues counted into since the loop last flushed them."""
 
     def __init__(self) -> None:
-        self._values: list[BufferedValue] = []
-        self._scheduled = False
+        self.values: list[BufferedValue] = []
+        # The loop a flush is scheduled on: a loop that stopped before running it leaves
+        # nothing that keeps the next loop from scheduling its own.
+        self._scheduled_on: asyncio.AbstractEventLoop | None = None
 
-    def queue(self, value: BufferedValue) -> None:
-        self._values.append(value)
-        if self._scheduled:
-            return
+    def schedule(self) -> None:
+        """Flush in this loop's next iteration (once), or now when no loop runs."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             self.flush()  # no loop (a CLI command, a test): at once
             return
-        self._scheduled = True
-        loop.call_soon(self.flush)
+        if self._scheduled_on is not loop:
+            self._scheduled_on = loop
+            loop.call_soon(self.flush)
 
     def flush(self) -> None:
-        self._scheduled = False
-        values, self._values = self._values, []
+        self._scheduled_on = None
+        values, self.values = self.values, []
         for value in values:
             value.flush()
 
@@ -255,6 +257,11 @@ class Metrics:
             p + "log_lines_dropped", "Log lines lost because the log destination failed "
             "(a full disk, a closed pipe).", registry=None)
         self._log_lines_dropped_registered = False
+
+    def count_request(self, method: str, status: int, seconds: float) -> None:
+        """One answered request: `http_requests_total{method,code}` and its duration."""
+        self.http_requests.labels(normalise_method(method), status).inc()  # method, code
+        self.http_request_duration.observe(seconds)
 
     def log_lines_lost(self, count: int) -> None:
         """Count log lines the sink could not write (observability/logging.py calls it).

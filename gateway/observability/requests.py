@@ -42,8 +42,6 @@ def request_middleware(metrics: Metrics, errors: ErrorResponses, tracing: Tracin
     """The middleware, bound to the app's metrics, error responses and tracing. A trace is
     continued from an incoming `traceparent` only when a trusted proxy sent it."""
 
-    requests, duration = metrics.http_requests, metrics.http_request_duration
-
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
@@ -74,8 +72,7 @@ def request_middleware(metrics: Metrics, errors: ErrorResponses, tracing: Tracin
                 raise
             finally:
                 span.set_status_code(status)
-                requests.labels(normalise_method(request.method), status).inc()  # method, code
-                duration.observe(time.perf_counter() - started)
+                metrics.count_request(request.method, status, time.perf_counter() - started)
 
     return middleware
 
