@@ -80,13 +80,13 @@ class SessionLayer:
             return None
         now = self._clock.time()
         if session.refresh_token is None:
-            return session if session.tokens_valid(now) else None
+            return session if self._serves_as_is(session, now) else None
         reason = "refresh_rejected" if session.refresh_due(now, self._refresh_before) \
             else "revalidation_failed"
         if self._refresher.ended(session):
             await self._drop(state, session, reason)
             return None
-        if now < session.refresh_starts_at(self._refresh_before, self._revalidate_after):
+        if self._serves_as_is(session, now):
             return session
         if session.usable(now, self._revalidate_after):
             self._refresher.start(session)
@@ -108,12 +108,14 @@ class SessionLayer:
         session = self._store.settled(cookie_header)
         if session is None or not self._refresher.quiet(session):
             return None
-        now = self._clock.time()
+        return session if self._serves_as_is(session, self._clock.time()) else None
+
+    def _serves_as_is(self, session: Session, now: float) -> bool:
+        """True when `session` serves now without a refresh: its tokens are valid (a session
+        that cannot refresh), or its refresh is not due yet."""
         if session.refresh_token is None:
-            return session if session.tokens_valid(now) else None
-        if now < session.refresh_starts_at(self._refresh_before, self._revalidate_after):
-            return session
-        return None
+            return session.tokens_valid(now)
+        return now < session.refresh_starts_at(self._refresh_before, self._revalidate_after)
 
     async def begin(self, request: web.Request, session: Session) -> None:
         """Start `session` (a sign-in): it replaces the request's session, if any."""

@@ -64,10 +64,11 @@ class SessionStore(ABC):
     def sealed_with_retired_key(self, request: web.BaseRequest) -> bool:
         """True when the request's cookie was sealed with a key other than the first session
         key (a rotation is under way): its response seals it again with the first."""
-        if not self.cipher.rotating:
-            return False
-        sealed = self.cookies.read(request)
-        return sealed is not None and not self.cipher.current(sealed)
+        return self._retired(self.cookies.read(request))
+
+    def _retired(self, sealed: str | None) -> bool:
+        """`sealed_with_retired_key` of a cookie's sealed value."""
+        return self.cipher.rotating and sealed is not None and not self.cipher.current(sealed)
 
     def rekey(self, keys: list[str]) -> None:
         """Use these session keys from now on (a reload): a cookie no key opens is no
@@ -119,22 +120,22 @@ class CookieSessionStore(SessionStore):
             if session is None:
                 return Absent.UNREADABLE
             self._decoded.put(sealed, session, expires_at=session.tokens_expire_at)
+        return self._live(session)
+
+    def settled(self, cookie_header: str) -> Session | None:
+        sealed = self.cookies.sealed_in(cookie_header)
+        session = self._decoded.get(sealed) if sealed is not None else None  # decoded before
+        if session is None or self._retired(sealed):  # retired: its response reseals it
+            return None
+        live = self._live(session)
+        return live if isinstance(live, Session) else None
+
+    def _live(self, session: Session) -> Session | Absent:
+        """`session`, or why it no longer serves: its lifetime is over, or it signed out."""
         if session.expired(self.clock.time()):
             return Absent.LIFETIME
         if self._signed_out.get(session.sid):
             return Absent.SIGNED_OUT
-        return session
-
-    def settled(self, cookie_header: str) -> Session | None:
-        sealed = self.cookies.sealed_in(cookie_header)
-        if sealed is None:
-            return None
-        session = self._decoded.get(sealed)  # decoded by an earlier `load`, or None
-        if session is None or session.expired(self.clock.time()) \
-                or self._signed_out.get(session.sid):
-            return None
-        if self.cipher.rotating and not self.cipher.current(sealed):
-            return None  # its response must seal it again: `load`'s path does
         return session
 
     def _decode(self, sealed: str) -> Session | None:
