@@ -19,12 +19,26 @@ from http.cookies import Morsel
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterator, Mapping
 
     from aiohttp import web
 
 MAX_COOKIE_BYTES = 4000
 MAX_CHUNKS = 8
+
+
+def pair_spans(header: str) -> Iterator[tuple[int, int, int]]:
+    """Where each `name=value` pair of a Cookie header lies, in order: its (start, equals,
+    end) offsets between `;`s, `equals` -1 when it has no `=`. Found with str.find (memchr):
+    str.split's byte-by-byte scan of a kilobyte-long sealed value cost more than the rest of
+    reading the header."""
+    start, end_of_header, find = 0, len(header), header.find
+    while start < end_of_header:
+        end = find(";", start)
+        if end < 0:
+            end = end_of_header
+        yield start, find("=", start, end), end
+        start = end + 1
 
 
 @dataclass(frozen=True)
@@ -63,21 +77,13 @@ class CookiePolicy:
             return last[1], last[2]
         # Only our cookies, whose values are base64url: a split is enough, and much cheaper than
         # aiohttp's general parser on a multi-kilobyte header (profiled: ~10% of a request).
-        # Pairs are found with str.find (memchr) rather than str.split, whose byte-by-byte
-        # scan of a kilobyte-long sealed value cost more than the rest of this function.
         own = {}
         owns = self.owns
-        start, end_of_header, find = 0, len(header), header.find
-        while start < end_of_header:
-            end = find(";", start)
-            if end < 0:
-                end = end_of_header
-            equals = find("=", start, end)
+        for start, equals, end in pair_spans(header):
             if equals >= 0:
                 name = header[start:equals].lstrip()
                 if owns(name):
                     own[name] = header[equals + 1:end].rstrip().strip('"')
-            start = end + 1
         parts = []
         for name in self.chunk_names:
             part = own.get(name)
