@@ -807,13 +807,12 @@ async def logged(buffer: io.StringIO, event: str, within: float = 10.0
     return found
 
 
-@pytest.mark.usefixtures("aws_env")
-@pytest.mark.parametrize("at_start", [True, False], ids=["doctor at start", "no doctor"])
-async def test_doctor_at_start_logs_findings_and_confirms_a_sign_in_failures_cause(
-        at_start: bool, admin: MotoAdmin, secrets: Secrets, upstream: str,
-        gateway_socket: socket.socket, gateway_url: str, log_buffer: io.StringIO) -> None:
-    """cognito.doctor_at_start: the app client's FAIL is logged at start, and the sign-in that
-    then fails names that confirmed cause in its hint; without it, the inferred hint alone."""
+async def secretless_gateway(admin: MotoAdmin, secrets: Secrets, upstream: str,
+                             gateway_url: str, *,
+                             doctor_at_start: bool) -> tuple[dict[str, str], AppClient]:
+    """A moto pool whose app client has a secret, the stand-in's copy of that client (to sign
+    in at), and a gateway config for it that makes the mistake of leaving the secret out. Its
+    endpoints come from the stand-in's discovery: GATEWAY_COGNITO_ISSUER is the caller's."""
     urls = {"CallbackURLs": [gateway_url + "/oauth2/callback"],
             "LogoutURLs": [gateway_url + "/oauth2/signed_out"]}
     built = await build(admin, secrets, client=urls, public_url=gateway_url)
@@ -821,9 +820,21 @@ async def test_doctor_at_start_logs_findings_and_confirms_a_sign_in_failures_cau
                            callback_urls=urls["CallbackURLs"], logout_urls=urls["LogoutURLs"])
     env = built.config | {"GATEWAY_UPSTREAM_URL": upstream,
                           "GATEWAY_SESSION_COOKIE_SECURE": "false",
-                          "GATEWAY_COGNITO_DOCTOR_AT_START": str(at_start).lower()}
+                          "GATEWAY_COGNITO_DOCTOR_AT_START": str(doctor_at_start).lower()}
     env.pop("GATEWAY_COGNITO_DOMAIN")  # endpoints from the dev IdP's discovery
     env.pop("GATEWAY_COGNITO_CLIENT_SECRET")  # the mistake: the app client has a secret
+    return env, dev_client
+
+
+@pytest.mark.usefixtures("aws_env")
+@pytest.mark.parametrize("at_start", [True, False], ids=["doctor at start", "no doctor"])
+async def test_doctor_at_start_logs_findings_and_confirms_a_sign_in_failures_cause(
+        at_start: bool, admin: MotoAdmin, secrets: Secrets, upstream: str,
+        gateway_socket: socket.socket, gateway_url: str, log_buffer: io.StringIO) -> None:
+    """cognito.doctor_at_start: the app client's FAIL is logged at start, and the sign-in that
+    then fails names that confirmed cause in its hint; without it, the inferred hint alone."""
+    env, dev_client = await secretless_gateway(admin, secrets, upstream, gateway_url,
+                                               doctor_at_start=at_start)
     async with DevIdp(UserPool(users=[ALICE], clients=[dev_client])) as idp:
         runner, gateway = await start_gateway(env | {"GATEWAY_COGNITO_ISSUER": idp.issuer},
                                               gateway_socket)
@@ -857,16 +868,10 @@ async def test_a_reload_reads_the_app_client_again_and_its_fix_is_confirmed(
         gateway_url: str, log_buffer: io.StringIO) -> None:
     """doctor_at_start, started without the client secret (a FAIL): a reload that brings the
     secret reads the app client again, whose finding now passes, and the sign-in works."""
-    urls = {"CallbackURLs": [gateway_url + "/oauth2/callback"],
-            "LogoutURLs": [gateway_url + "/oauth2/signed_out"]}
-    built = await build(admin, secrets, client=urls, public_url=gateway_url)
-    dev_client = AppClient(client_id=built.client_id, client_secret=built.client["ClientSecret"],
-                           callback_urls=urls["CallbackURLs"], logout_urls=urls["LogoutURLs"])
-    env = built.config | {"GATEWAY_UPSTREAM_URL": upstream,
-                          "GATEWAY_SESSION_COOKIE_SECURE": "false",
-                          "GATEWAY_COGNITO_DOCTOR_AT_START": "true"}
-    env.pop("GATEWAY_COGNITO_DOMAIN")
-    secret = env.pop("GATEWAY_COGNITO_CLIENT_SECRET")
+    env, dev_client = await secretless_gateway(admin, secrets, upstream, gateway_url,
+                                               doctor_at_start=True)
+    secret = dev_client.client_secret
+    assert secret is not None
     async with DevIdp(UserPool(users=[ALICE], clients=[dev_client])) as idp:
         env["GATEWAY_COGNITO_ISSUER"] = idp.issuer
         runner, gateway = await start_gateway(env, gateway_socket)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.devidp import UserPool
@@ -39,7 +39,7 @@ from tests.conftest import (
 from tests.support.ports import listening_socket, refusing_port
 from tests.support.tokens import user_tokens
 from tests.test_upstream_client_failures import RawExchange, ScriptedUpstream
-from tests.test_upstream_client_fuzz import Scenario, damaged, well_formed
+from tests.test_upstream_client_fuzz import FUZZ, Scenario, damaged, well_formed
 
 if TYPE_CHECKING:
     import io
@@ -51,8 +51,7 @@ if TYPE_CHECKING:
 
 READ_TIMEOUT = 5.0
 _DATE = re.compile(rb"\r\nDate: [^\r]*")
-PARITY = settings(max_examples=60, deadline=None,
-                  suppress_health_check=[HealthCheck.function_scoped_fixture])
+PARITY = settings(FUZZ, max_examples=60)
 
 
 @dataclass
