@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections import deque
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -36,12 +37,22 @@ class DemoStack:
         await self.idp.stop()
 
 
+RECENT_PORTS = 256
+_handed_out: deque[int] = deque(maxlen=RECENT_PORTS)
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port on 127.0.0.1 that is free right now, and none of the last RECENT_PORTS this
+    process was given: each port is free when asked for, but not yet bound by whoever asked, so
+    two calls in a row could otherwise get the same one (it happened: an nginx whose status
+    and service ports were one port)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.append(port)
+            return port
 
 
 async def _serve(app: web.Application, port: int) -> web.AppRunner:

@@ -104,11 +104,14 @@ class RunningNginx:
         except OSError:
             return None
         self._own_connections += 1
+        answer = b""
         with sock:
-            sock.sendall(b"GET /status HTTP/1.0\r\nHost: status\r\n\r\n")
-            answer = b""
-            while chunk := sock.recv(4096):
-                answer += chunk
+            try:
+                sock.sendall(b"GET /status HTTP/1.0\r\nHost: status\r\n\r\n")
+                while chunk := sock.recv(4096):
+                    answer += chunk
+            except OSError:  # a timeout included: not answering yet is not ready
+                return None
         return answer
 
 
